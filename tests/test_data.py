@@ -1,0 +1,184 @@
+"""Datasets: shapes, determinism, splits, the folder reader and its error messages."""
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib import data, shapes
+
+from .conftest import SHARED_CIFAR
+
+
+def test_generation_is_deterministic_and_balanced():
+    a_images, a_labels = shapes.generate(300, "train", seed=7)
+    b_images, b_labels = shapes.generate(300, "train", seed=7)
+    assert a_images.dtype == np.uint8 and a_images.shape == (300, 3, 32, 32)
+    assert np.array_equal(a_images, b_images) and np.array_equal(a_labels, b_labels)
+    counts = np.bincount(a_labels, minlength=len(shapes.CLASSES))
+    assert counts.max() - counts.min() <= 1
+    c_images, _ = shapes.generate(300, "train", seed=8)
+    assert not np.array_equal(a_images, c_images)
+
+
+def test_splits_are_independent_streams():
+    test_small, _ = shapes.generate(50, "test", seed=0)
+    train_images, _ = shapes.generate(50, "train", seed=0)
+    assert not np.array_equal(test_small, train_images)
+    # the test split does not depend on how many training images were asked for
+    small = data.load("shapes", n_train=20, n_val=10, n_test=30)
+    large = data.load("shapes", n_train=60, n_val=10, n_test=30)
+    assert torch.equal(small.test.images, large.test.images)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_other_sizes(size):
+    images, _ = shapes.generate(12, "val", seed=1, size=size)
+    assert images.shape == (12, 3, size, size)
+
+
+def test_hierarchy_covers_every_class_once():
+    members = [c for group in shapes.HIERARCHY.values() for c in group]
+    assert sorted(members) == sorted(shapes.CLASSES) and len(set(members)) == len(members) >= 10
+    assert len(set(shapes.WNIDS.values())) == len(shapes.CLASSES)
+
+
+def test_dataset_object(tiny_shapes):
+    ds = tiny_shapes
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (400, 100, 100)
+    assert ds.num_classes == 10 and ds.channels == 3 and ds.image_size == 32 and ds.in_memory
+    assert ds.train.images.dtype == torch.uint8
+    assert all(0 < s < 1 for s in ds.std) and all(0 < m < 1 for m in ds.mean)
+
+
+def test_digits():
+    ds = data.load("digits")
+    assert ds.channels == 1 and ds.image_size == 32 and ds.num_classes == 10
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 1797
+    joined = torch.cat([ds.train.images, ds.val.images, ds.test.images]).flatten(1)
+    assert len(torch.unique(joined, dim=0)) > 1700  # splits do not share images (a few digits repeat)
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(data.DatasetError, match="unknown dataset 'imagenet21k'; choose one of: shapes, digits"):
+        data.load("imagenet21k")
+
+
+def test_missing_datasets_say_how_to_get_them(tmp_path):
+    with pytest.raises(data.DatasetError, match="download=True"):
+        data.load("cifar10", tmp_path)
+    with pytest.raises(data.DatasetError, match="Imagenette not found"):
+        data.load("imagenette", tmp_path)
+    with pytest.raises(data.DatasetError, match="ILSVRC2012_img_train.tar"):
+        data.load("imagenet", tmp_path)
+    with pytest.raises(data.DatasetError, match="pass root="):
+        data.load("folder")
+    with pytest.raises(data.DatasetError, match="does not exist"):
+        data.load("folder", tmp_path / "nowhere")
+
+
+def test_folder_round_trip(tiny_shapes, tmp_path):
+    small = data.Dataset("shapes", tiny_shapes.classes, tiny_shapes.train, tiny_shapes.val, tiny_shapes.test,
+                         tiny_shapes.mean, tiny_shapes.std)
+    data.write_folder(small, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == sorted(shapes.CLASSES)
+    back = data.load("folder", tmp_path, image_size=32)
+    assert back.classes == sorted(shapes.CLASSES) and back.in_memory
+    assert (len(back.train), len(back.val), len(back.test)) == (400, 100, 100)
+    # PNG is lossless: the same multiset of images comes back
+    original = sorted(x.numpy().tobytes() for x in tiny_shapes.test.images)
+    assert sorted(x.numpy().tobytes() for x in back.test.images) == original
+
+
+def test_folder_without_test_carves_validation(tiny_shapes, tmp_path):
+    data.write_folder(tiny_shapes, tmp_path, splits=("train", "val"))
+    ds = data.load("folder", tmp_path, image_size=32, val_fraction=0.25)
+    assert len(ds.test) == 100  # val/ became the test split
+    assert len(ds.val) == 100 and len(ds.train) == 300  # 25% of train/ carved out, per class
+    streamed = data.load("folder", tmp_path, image_size=32, val_fraction=0.25, in_memory=False)
+    assert not streamed.in_memory and len(streamed.train) == 300
+    x, y = next(iter(data.loader(streamed, "test", 64)))
+    assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.shape == (64,)
+
+
+def _write_tiny_folder(root, classes=("a", "b"), splits=("train", "val"), n=3):
+    for split in splits:
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (10, 12), (40 * i, 90, 200)).save(root / split / c / f"{i}.png")
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    _write_tiny_folder(tmp_path)
+    (tmp_path / "train" / "a" / "1.png").write_bytes(b"")
+    with pytest.raises(data.DatasetError, match=r"1\.png is empty \(0 bytes\)"):
+        data.load("folder", tmp_path, image_size=8)
+    (tmp_path / "train" / "a" / "1.png").write_bytes(b"this is not a png")
+    with pytest.raises(data.DatasetError, match=r"cannot read image .*1\.png"):
+        data.load("folder", tmp_path, image_size=8)
+    for f in (tmp_path / "train" / "a").iterdir():
+        f.unlink()
+    with pytest.raises(data.DatasetError, match="holds no images"):
+        data.load("folder", tmp_path, image_size=8)
+
+
+def test_folder_class_mismatch_and_missing_split(tmp_path):
+    _write_tiny_folder(tmp_path / "one", splits=("train",))
+    with pytest.raises(data.DatasetError, match="neither val/ nor test/"):
+        data.load("folder", tmp_path / "one", image_size=8)
+    _write_tiny_folder(tmp_path / "two", splits=("train",))
+    _write_tiny_folder(tmp_path / "two", classes=("a", "c"), splits=("val",))
+    with pytest.raises(data.DatasetError, match="different class folders"):
+        data.load("folder", tmp_path / "two", image_size=8)
+    (tmp_path / "three" / "train").mkdir(parents=True)
+    (tmp_path / "three" / "val").mkdir()
+    with pytest.raises(data.DatasetError, match="no class folders"):
+        data.load("folder", tmp_path / "three", image_size=8)
+
+
+def test_cifar10_folder_with_wrong_classes_is_refused(tmp_path):
+    _write_tiny_folder(tmp_path, classes=("cat", "dog"), splits=("train", "test"))
+    with pytest.raises(data.DatasetError, match="not CIFAR-10's"):
+        data.load("cifar10", tmp_path)
+
+
+def test_device_loader_is_deterministic_per_epoch(tiny_shapes):
+    def first_batch(epoch):
+        loader = data.loader(tiny_shapes, "train", 32, train=True, augment=True, seed=1)
+        loader.set_epoch(epoch)
+        return next(iter(loader))
+
+    x0, y0 = first_batch(0)
+    x0_again, y0_again = first_batch(0)
+    x1, _ = first_batch(1)
+    assert torch.equal(x0, x0_again) and torch.equal(y0, y0_again)
+    assert not torch.equal(x0, x1)
+    assert abs(x0.mean().item()) < 0.5  # normalised with the training statistics
+
+
+def test_augment_batch_crops_and_flips():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).reshape(2, 1, 4, 4)
+    generator = torch.Generator().manual_seed(0)
+    out = data.augment_batch(x, generator, pad=0, flip=True)
+    for original, new in zip(x, out):
+        assert torch.equal(new, original) or torch.equal(new, original.flip(2))
+    shifted = data.augment_batch(x, torch.Generator().manual_seed(1), pad=1, flip=False)
+    assert shifted.shape == x.shape and shifted.dtype == torch.uint8
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="the real CIFAR-10 archive in ../shared is not here")
+def test_real_cifar10_jpeg_folder(tmp_path):
+    """Reads a slice of the real CIFAR-10 (JPEG folder layout) through the cifar10 loader."""
+    wanted = {f"{split}/{c}/{i:04d}.jpg" for split in ("train", "test") for c in data.CIFAR10_CLASSES
+              for i in range(1, 21)}
+    with tarfile.open(SHARED_CIFAR) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() and any(m.name.endswith(w) for w in wanted)]
+        prefix = members[0].name.split("train/")[0].split("test/")[0]
+        archive.extractall(tmp_path, members=members, filter="data")
+    ds = data.load("cifar10", tmp_path / prefix)
+    assert ds.classes == data.CIFAR10_CLASSES and ds.image_size == 32
+    assert len(ds.test) == len([m for m in members if "/test/" in "/" + m.name])
+    assert len(ds.train) + len(ds.val) == len(members) - len(ds.test)

@@ -1,0 +1,63 @@
+"""lib.params: the check that every notebook runs on its papermill parameters."""
+
+import pytest
+
+from lib import params
+
+CELL = """# Parameters of this chapter (papermill -p NAME VALUE overrides them; the next cell checks them)
+dataset = "shapes"  # which data
+epochs = 3
+lr = 0.01
+data_root = None
+augment = True
+"""
+
+
+def namespace(*cells, **values):
+    ns = {"In": ["", *cells]}
+    exec(CELL, ns)
+    for cell in cells[1:]:
+        exec(cell, ns)
+    ns.update(values)
+    return ns
+
+
+def test_defaults_pass_and_ints_become_floats():
+    ns = namespace(CELL, "# Parameters\nlr = 1\nepochs = 5\n")
+    p = params.check(ns)
+    assert p.lr == 1.0 and isinstance(p.lr, float) and p.epochs == 5 and ns["lr"] == 1.0
+
+
+def test_unknown_injected_parameter():
+    ns = namespace(CELL, "# Parameters\nepoch = 5\n")
+    with pytest.raises(params.ParameterError, match="unknown parameter\\(s\\) epoch; this chapter takes: dataset"):
+        params.check(ns)
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("# Parameters\nepochs = '5'\n", "parameter 'epochs' must be int like its default 3, got str '5'"),
+    ("# Parameters\naugment = 1\n", "parameter 'augment' must be bool"),
+    ("# Parameters\nepochs = 2.5\n", "parameter 'epochs' must be int"),
+    ("# Parameters\ndataset = 'imagenet21k'\n", "unknown dataset 'imagenet21k'; choose one of: shapes"),
+    ("# Parameters\nepochs = 0\n", "parameter 'epochs' must be at least 1"),
+    ("# Parameters\nlr = 0.0\n", "parameter 'lr' must be positive"),
+])
+def test_bad_values(cell, message):
+    with pytest.raises(params.ParameterError, match=message.replace("(", "\\(").replace(")", "\\)")):
+        params.check(namespace(CELL, cell))
+
+
+def test_none_default_takes_anything_and_custom_choices():
+    params.check(namespace(CELL, "# Parameters\ndata_root = '/data'\n"))
+    with pytest.raises(params.ParameterError, match="unknown dataset 'digits'"):
+        params.check(namespace(CELL, "# Parameters\ndataset = 'digits'\n"), choices={"dataset": ["shapes"]})
+
+
+def test_missing_parameters_cell():
+    with pytest.raises(params.ParameterError, match="no parameters cell found"):
+        params.check({"In": ["x = 1"]})
+
+
+def test_non_literal_default_is_refused():
+    with pytest.raises(params.ParameterError, match="must be a literal"):
+        params.assignments("epochs = 3\nlr = 1 / compute()\n")
