@@ -39,6 +39,20 @@ def _cells_run(namespace: dict) -> list[str]:
     return [cell for cell in history if isinstance(cell, str)] if isinstance(history, list) else []
 
 
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def _literal_globals(namespace: dict) -> dict:
+    """Names bound to plain literal values (numbers, strings, booleans, None, lists of them)."""
+    def literal(value) -> bool:
+        if isinstance(value, list):
+            return all(literal(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    return {name: value for name, value in namespace.items()
+            if not name.startswith("_") and name not in _IPYTHON_NAMES and literal(value)}
+
+
 def _type_name(value) -> str:
     return type(value).__name__
 
@@ -74,9 +88,14 @@ def check(namespace: dict, defaults: dict | None = None, choices: dict | None = 
     cells = _cells_run(namespace)
     if defaults is None:
         marked = [c for c in cells if c.lstrip().startswith(PARAMETERS_MARKER)]
-        if not marked:
+        if marked:
+            defaults = assignments(marked[-1])
+        elif "In" in namespace and not any(cells):
+            # The kernel keeps no history (nbval runs cells with store_history=False): nothing can
+            # have been injected, so the parameters are the literal values the notebook defined.
+            defaults = _literal_globals(namespace)
+        else:
             raise ParameterError(f"no parameters cell found: its first line must start with {PARAMETERS_MARKER!r}")
-        defaults = assignments(marked[-1])
     injected = [c for c in cells if c.lstrip().split("\n", 1)[0].strip() == INJECTED_MARKER]
     for cell in injected:
         unknown = sorted(set(assignments(cell)) - set(defaults))

@@ -53,6 +53,15 @@ def test_none_default_takes_anything_and_custom_choices():
         params.check(namespace(CELL, "# Parameters\ndataset = 'digits'\n"), choices={"dataset": ["shapes"]})
 
 
+def test_without_history_the_literal_globals_are_checked():
+    # nbval executes with store_history=False: In stays [''] and nothing can have been injected
+    ns = {"In": [""], "dataset": "shapes", "epochs": 2, "sys": __import__("sys"), "_hidden": 1}
+    p = params.check(ns)
+    assert vars(p) == {"dataset": "shapes", "epochs": 2}
+    with pytest.raises(params.ParameterError, match="unknown dataset"):
+        params.check({"In": [""], "dataset": "mnist"})
+
+
 def test_missing_parameters_cell():
     with pytest.raises(params.ParameterError, match="no parameters cell found"):
         params.check({"In": ["x = 1"]})
