@@ -11,6 +11,7 @@ explains it:
 - `lib.plots`      training curves, image grids, confusion matrices
 - `lib.checkpoint` atomic checkpoints and the provenance saved with results
 - `lib.params`     checking a notebook's papermill parameters
+- `lib.run`        running a chapter, or a sweep of it, with papermill (`python -m lib.run`)
 - `lib.book`       small helpers for the notebooks (glue that also works outside the book)
 
 Import the modules you need (`from lib import data, train`); this file imports none of them, so that

@@ -62,7 +62,7 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_structure_for_the_book(path):
     nb = read(path)
-    titles = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+    titles = [line for c in nb.cells if c.cell_type == "markdown" for line in prose_lines(c.source)
               if line.startswith("# ")]
     assert len(titles) == 1, f"one '# ' title per chapter, found {titles}"
     assert f"chapters/{path.stem}" in toc_files(), "add the chapter to _toc.yml"
@@ -70,6 +70,18 @@ def test_structure_for_the_book(path):
         if cell.cell_type == "code" and "plt.show()" in cell.source:
             alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
             assert len(alt) > 20, f"figure cell without alt text:\n{cell.source[:200]}"
+
+
+def prose_lines(markdown: str):
+    """The lines of a Markdown cell outside code fences (a '# comment' in a code block is no title)."""
+    fence = None
+    for line in markdown.splitlines():
+        marker = line.lstrip()[:3]
+        if marker in ("```", "~~~"):
+            fence = None if fence == marker else (fence or marker)
+            continue
+        if fence is None:
+            yield line
 
 
 def papermill(tmp_path, *args):
