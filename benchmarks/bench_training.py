@@ -80,7 +80,7 @@ def loader_speed(ds, device, batch_size: int) -> tuple[float, float]:
 
     device_loader = data.loader(ds, "train", batch_size, device, train=True, augment=True)
     started = time.perf_counter()
-    for x, _ in device_loader:
+    for _batch in device_loader:
         pass
     if device.type == "cuda":
         torch.cuda.synchronize()

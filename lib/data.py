@@ -439,7 +439,28 @@ class Normalize:
         return x.contiguous(memory_format=self.memory_format)
 
 
-class DeviceLoader:
+class _Batches:
+    """What both loaders share: batch counting and the epoch that fixes their randomness."""
+
+    def __init__(self, split, batch_size: int, device, mean, std, shuffle: bool, augment: bool, drop_last: bool,
+                 seed: int, channels_last: bool):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.split, self.device = split, torch.device(device)
+        self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
+        self.seed, self.epoch = seed, 0
+        self.normalize = Normalize(mean, std, device, channels_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class DeviceLoader(_Batches):
     """Batches from a split held on the training device: shuffling, crops and flips happen there.
 
     Iterating yields (float images normalised with the training set's statistics, labels).
@@ -449,19 +470,8 @@ class DeviceLoader:
 
     def __init__(self, split: TensorSplit, batch_size: int, device, mean, std, *, shuffle: bool = False,
                  augment: bool = False, drop_last: bool = False, seed: int = 0, channels_last: bool = False):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.split = split.to(device)
-        self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
-        self.seed, self.epoch = seed, 0
-        self.normalize = Normalize(mean, std, device, channels_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        super().__init__(split.to(device), batch_size, device, mean, std, shuffle, augment, drop_last, seed,
+                         channels_last)
 
     def __iter__(self):
         n = len(self.split)
@@ -487,25 +497,15 @@ class _FileDataset(torch.utils.data.Dataset):
         return torch.from_numpy(read_image(self.split.paths[i], self.split.image_size)), self.split.labels[i]
 
 
-class StreamLoader:
+class StreamLoader(_Batches):
     """Batches decoded from image files by DataLoader worker processes, then augmented and
     normalised on the device exactly as DeviceLoader does. For datasets too large for memory."""
 
     def __init__(self, split: FileSplit, batch_size: int, device, mean, std, *, shuffle: bool = False,
                  augment: bool = False, drop_last: bool = False, seed: int = 0, channels_last: bool = False,
                  num_workers: int | None = None):
-        self.split, self.device = split, torch.device(device)
-        self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
-        self.seed, self.epoch = seed, 0
+        super().__init__(split, batch_size, device, mean, std, shuffle, augment, drop_last, seed, channels_last)
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-        self.normalize = Normalize(mean, std, device, channels_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
         generator = epoch_generator(self.seed, self.epoch)

@@ -42,6 +42,10 @@ def _to_display(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return array
 
 
+def _class_name(k: int, class_names) -> str:
+    return class_names[k] if class_names is not None else str(k)
+
+
 def image_grid(images, labels=None, class_names=None, predictions=None, ncols: int = 8, size: float = 1.3,
                title: str | None = None):
     """Show images in a grid with their class names; with `predictions`, each title reads
@@ -56,12 +60,12 @@ def image_grid(images, labels=None, class_names=None, predictions=None, ncols: i
             continue
         shown = _to_display(images[i])
         ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
-        name = (lambda k: class_names[k] if class_names is not None else str(k))
         if predictions is not None and labels is not None:
             p, t = int(predictions[i]), int(labels[i])
-            ax.set_title(f"{name(p)}\n({name(t)})", fontsize=8, color="tab:red" if p != t else "black")
+            ax.set_title(f"{_class_name(p, class_names)}\n({_class_name(t, class_names)})", fontsize=8,
+                         color="tab:red" if p != t else "black")
         elif labels is not None:
-            ax.set_title(name(int(labels[i])), fontsize=8)
+            ax.set_title(_class_name(int(labels[i]), class_names), fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

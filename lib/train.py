@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib import checkpoint, data as data_lib, metrics, models
+from lib import checkpoint, metrics, models
+from lib import data as data_lib
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("adamw", "sgd")
