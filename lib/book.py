@@ -24,3 +24,18 @@ def glue(name: str, value, display: bool = False) -> None:
 def in_colab() -> bool:
     """True when running inside Google Colab."""
     return "google.colab" in sys.modules
+
+
+def show_table(rows: list[dict], columns: dict[str, str] | None = None) -> None:
+    """Display rows (dicts with the same keys) as an HTML table, which the book renders as a table;
+    `columns` maps each key to show to its header (default: every key, as its own header).
+    Used from chapter 1 on."""
+    import html
+
+    from IPython.display import HTML, display
+
+    columns = columns or {key: key for key in rows[0]}
+    head = "".join(f"<th>{html.escape(str(title))}</th>" for title in columns.values())
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[key]))}</td>" for key in columns) + "</tr>"
+                   for row in rows)
+    display(HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"))
