@@ -62,9 +62,9 @@ def load(path: str | os.PathLike) -> dict:
     return state
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write a JSON file atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+def write_json(path: str | os.PathLike, payload, default=None) -> None:
+    """Write a JSON file atomically; `default` is json.dumps's fallback for other objects."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=default) + "\n"
     atomic_write(path, lambda file: file.write(text.encode()))
 
 

@@ -98,6 +98,12 @@ class Dataset:
                 f"{self.image_size} images, {sizes}, {where})")
 
 
+def check_name(name: str) -> None:
+    """Raise DatasetError, listing the choices, unless `name` is one of DATASETS."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
 def load(
     name: str,
     root: str | os.PathLike | None = None,
@@ -120,8 +126,7 @@ def load(
     Where a dataset has no separate validation split, one is carved from train (`val_fraction`),
     with `seed` fixing which images.
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    check_name(name)
     size = DEFAULT_IMAGE_SIZE[name] if image_size is None else int(image_size)
     if size < 8:
         raise DatasetError(f"image_size must be at least 8 pixels, got {size}")

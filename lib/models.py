@@ -22,6 +22,16 @@ def torchvision_classifiers() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def check_name(name: str) -> None:
+    """Raise ModelError, listing the choices, unless `name` is a model that `build` knows."""
+    if name in OWN_MODELS:
+        return
+    names = torchvision_classifiers()
+    if name not in names:
+        raise ModelError(f"unknown model {name!r}; choose seed_cnn, small_resnet or one of torchvision's: "
+                         f"{', '.join(names[:12])}, ... ({len(names)} in all)")
+
+
 def seed_cnn(in_channels: int = 3, num_classes: int = 10, image_size: int = 32, keras_init: bool = True) -> nn.Sequential:
     """The article's CNN (its section 5.2.3) in PyTorch. Defined in chapter 5.
 
@@ -127,10 +137,7 @@ def _build(name, num_classes, in_channels, image_size, pretrained) -> nn.Module:
 def _torchvision_model(name: str, num_classes: int, pretrained: bool) -> nn.Module:
     import torchvision
 
-    names = torchvision_classifiers()
-    if name not in names:
-        raise ModelError(f"unknown model {name!r}; choose seed_cnn, small_resnet or one of torchvision's: "
-                         f"{', '.join(names[:12])}, ... ({len(names)} in all)")
+    check_name(name)
     options = {}
     if name in ("googlenet", "inception_v3"):
         options = {"aux_logits": False, "init_weights": not pretrained}

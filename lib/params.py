@@ -121,10 +121,10 @@ def _check_values(values: dict, choices: dict, minimum: dict) -> None:
         if name in values and values[name] is not None and values[name] not in allowed:
             raise ParameterError(f"unknown {name} {values[name]!r}; choose one of: {', '.join(map(str, allowed))}")
     if "model" in values and "model" not in choices:
-        known = set(models.OWN_MODELS) | set(models.torchvision_classifiers())
-        if values["model"] not in known:
-            raise ParameterError(f"unknown model {values['model']!r}; choose seed_cnn, small_resnet or a "
-                                 "torchvision classifier such as resnet18")
+        try:
+            models.check_name(values["model"])
+        except models.ModelError as error:
+            raise ParameterError(str(error)) from None
     floors = {"epochs": 1, "batch_size": 1, "n_train": 10, "n_val": 1, "n_test": 1, "image_size": 8, **minimum}
     for name, floor in floors.items():
         if name in values and values[name] is not None and values[name] < floor:

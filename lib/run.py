@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import io
 import itertools
 import json
 import re
@@ -28,6 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lib import checkpoint
 from lib import params as params_lib
 
 METRICS_FILE = "metrics.json"
@@ -124,8 +126,6 @@ def glued_values(notebook: dict) -> dict:
 
 
 def _versions() -> dict:
-    from lib import checkpoint
-
     info = checkpoint.provenance()
     for name in ("papermill", "nbformat"):
         try:
@@ -211,7 +211,7 @@ def run_notebook(path: str | Path, params: dict | None = None, out_dir: str | Pa
         "error": error,
         "versions": _versions(),
     }
-    (out / METRICS_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    checkpoint.write_json(out / METRICS_FILE, record, default=str)
     if until_tag and source.exists():
         source.unlink()
     if error is not None and raise_on_error:
@@ -274,11 +274,12 @@ def write_table(rows: list[dict], out_dir: str | Path) -> None:
     """Write rows as `sweep.csv` (one column per key seen in any row) and `sweep.json`."""
     out = Path(out_dir)
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(out / "sweep.csv", "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "sweep.json").write_text(json.dumps(rows, indent=2, default=str) + "\n", encoding="utf-8")
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.atomic_write(out / "sweep.csv", lambda file: file.write(text.getvalue().encode("utf-8")))
+    checkpoint.write_json(out / "sweep.json", rows, default=str)
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:

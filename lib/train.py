@@ -386,12 +386,8 @@ def _run(args) -> int:
                       amp=False if args.no_amp else None, compile=args.compile, num_workers=args.num_workers)
     # Everything that can be checked before any work or any write is checked here.
     cfg.check()
-    if args.dataset not in data_lib.DATASETS:
-        raise data_lib.DatasetError(f"unknown dataset {args.dataset!r}; choose one of: {', '.join(data_lib.DATASETS)}")
-    known = set(models.OWN_MODELS) | set(models.torchvision_classifiers())
-    if args.model not in known:
-        raise models.ModelError(f"unknown model {args.model!r}; choose seed_cnn, small_resnet or a torchvision "
-                                "classifier such as alexnet, vgg16, googlenet, resnet18")
+    data_lib.check_name(args.dataset)
+    models.check_name(args.model)
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise data_lib.DatasetError(f"data root {args.data_root} does not exist")
     for name in ("n_train", "n_val", "n_test"):
