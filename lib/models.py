@@ -117,6 +117,12 @@ def build(name: str, num_classes: int = 10, in_channels: int = 3, image_size: in
         return _build(name, num_classes, in_channels, image_size, pretrained)
 
 
+def for_dataset(name: str, data, *, seed: int | None = 0, pretrained: bool = False) -> nn.Module:
+    """`build(name, ...)` with the number of classes, channels and image size of `data` (a
+    `lib.data.Dataset`). Chapter 0 builds its first model with it."""
+    return build(name, data.num_classes, data.channels, data.image_size, pretrained=pretrained, seed=seed)
+
+
 def _build(name, num_classes, in_channels, image_size, pretrained) -> nn.Module:
     if name == "seed_cnn":
         model = seed_cnn(in_channels, num_classes, image_size)

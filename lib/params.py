@@ -4,7 +4,10 @@ Every chapter has a `parameters` cell of plain assignments whose first line star
 PARAMETERS_MARKER; the cell after it calls `check(globals())`. Papermill (`-p NAME VALUE`) injects a
 cell of new assignments after the parameters cell, and passes unknown names and wrong types through
 silently; `check` catches both, comparing every value with the type of its default in the
-parameters cell and every injected name with the names defined there. CONTRIBUTING.md explains it.
+parameters cell and every injected name with the names defined there. The values' own rules are
+asked of the modules that own them (`lib.config.TrainConfig.check`, `lib.data.check_arguments`,
+`lib.models.check_name`), so a notebook and the command line accept exactly the same values.
+CONTRIBUTING.md explains it.
 """
 
 from __future__ import annotations
@@ -79,10 +82,15 @@ def check(namespace: dict, defaults: dict | None = None, choices: dict | None = 
           minimum: dict | None = None) -> SimpleNamespace:
     """Validate the parameters in `namespace` (a notebook's `globals()`); return them as a namespace.
 
+    This function checks names and types: every injected name must be a parameter, every value
+    must have its default's type. The values' rules belong to their owners, which it then asks:
+    the training settings (`epochs`, `batch_size`, `lr`, `seed`, `device`, ... any field of
+    `lib.config.TrainConfig`) build a TrainConfig that checks itself; the dataset's (`dataset`,
+    `data_root`, `image_size`, `n_train`, `n_val`, `n_test`, `val_fraction`) go to
+    `lib.data.check_arguments`, the rules of `lib.data.load`; `model` to `lib.models.check_name`.
+    A chapter's own parameters take its own rules: `choices` (allowed values per name) and
+    `minimum` (smallest allowed value per name), which may also narrow a standard parameter.
     defaults: names and default values; read from the cell marked PARAMETERS_MARKER when omitted.
-    choices: allowed values per name (`dataset`, `model` and `device` are checked against the
-    course's lists unless given). minimum: smallest allowed value per name (`epochs`,
-    `batch_size`, ... default to 1; `lr` must be positive).
     Raises ParameterError with a one-line message naming the parameter.
     """
     cells = _cells_run(namespace)
@@ -107,28 +115,45 @@ def check(namespace: dict, defaults: dict | None = None, choices: dict | None = 
         if name not in namespace:
             raise ParameterError(f"parameter {name!r} is not defined; run the parameters cell first")
         values[name] = _check_type(name, namespace[name], default)
-    _check_values(values, choices or {}, minimum or {})
+    _check_chapter_rules(values, choices or {}, minimum or {})
+    _check_with_owners(values)
     namespace.update(values)  # e.g. an int given for a float parameter becomes a float
     return SimpleNamespace(**values)
 
 
-def _check_values(values: dict, choices: dict, minimum: dict) -> None:
-    from lib import data, models, train
-
-    standard_choices = {"dataset": data.DATASETS, "device": train.DEVICES, "optimizer": train.OPTIMIZERS,
-                        "schedule": train.SCHEDULES}
-    for name, allowed in {**standard_choices, **choices}.items():
+def _check_chapter_rules(values: dict, choices: dict, minimum: dict) -> None:
+    for name, allowed in choices.items():
         if name in values and values[name] is not None and values[name] not in allowed:
             raise ParameterError(f"unknown {name} {values[name]!r}; choose one of: {', '.join(map(str, allowed))}")
-    if "model" in values and "model" not in choices:
-        try:
-            models.check_name(values["model"])
-        except models.ModelError as error:
-            raise ParameterError(str(error)) from None
-    floors = {"epochs": 1, "batch_size": 1, "n_train": 10, "n_val": 1, "n_test": 1, "image_size": 8, **minimum}
-    for name, floor in floors.items():
+    for name, floor in minimum.items():
         if name in values and values[name] is not None and values[name] < floor:
             raise ParameterError(f"parameter {name!r} must be at least {floor}, got {values[name]!r}")
-    for name in ("lr",):
-        if name in values and not values[name] > 0:
-            raise ParameterError(f"parameter {name!r} must be positive, got {values[name]!r}")
+
+
+# Notebook parameter names that are arguments of lib.data.load (and the argument each one is).
+DATASET_PARAMETERS = {"dataset": "name", "data_root": "root", "image_size": "image_size", "n_train": "n_train",
+                      "n_val": "n_val", "n_test": "n_test", "val_fraction": "val_fraction", "download": "download"}
+
+
+def _check_with_owners(values: dict) -> None:
+    """The value rules, asked of their owners: TrainConfig.check, lib.data.check_arguments and
+    lib.models.check_name. Their one-line errors become ParameterErrors."""
+    from lib.config import TrainConfig, setting_names
+
+    settings = {name: values[name] for name in setting_names() if name in values}
+    try:
+        if settings:
+            TrainConfig(**settings).check()
+        loading = {argument: values[name] for name, argument in DATASET_PARAMETERS.items() if name in values}
+        if loading:
+            from lib import data
+
+            loading.setdefault("name", "shapes")
+            data.check_arguments(loading.pop("name"), loading.pop("root", None), seed=values.get("seed", 0),
+                                 **loading)
+        if "model" in values:
+            from lib import models
+
+            models.check_name(values["model"])
+    except ValueError as error:  # DatasetError and ModelError are ValueErrors too
+        raise ParameterError(str(error)) from None

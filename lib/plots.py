@@ -1,6 +1,9 @@
-"""Figures the chapters share: training curves, image grids and confusion matrices.
+"""Figures the chapters share: training curves (of one run or several), image grids and confusion
+heat maps.
 
-Introduced in chapter 0; the confusion matrix is read in chapters 4 and 5.
+Introduced in chapter 0; several runs' curves are compared from chapter 3 on, and the confusion
+heat map is read in chapters 4 and 5. Every figure draws its colours from OKABE_ITO, a palette that
+readers with any common form of colour blindness can tell apart.
 """
 
 from __future__ import annotations
@@ -9,23 +12,61 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+# Okabe and Ito's colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design"), black
+# left out: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+TRAINING, VALIDATION, WRONG = OKABE_ITO[4], OKABE_ITO[0], OKABE_ITO[5]  # blue, orange, vermillion
+
+METRIC_LABELS = {"val_acc": "validation accuracy (%)", "train_acc": "training accuracy (%)",
+                 "val_loss": "validation loss", "train_loss": "training loss", "lr": "learning rate",
+                 "images_per_second": "images per second", "seconds": "seconds per epoch"}
+
+
+def _values(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Epochs and values of `key`, skipping epochs without one (no validation split: None)."""
+    scale = 100 if key.endswith("_acc") else 1
+    pairs = [(row["epoch"], scale * row[key]) for row in history if row.get(key) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
 
 def training_curves(history: list[dict], title: str | None = None):
-    """Loss and accuracy per epoch, training against validation. Returns the figure."""
-    epochs = [row["epoch"] for row in history]
+    """Loss and accuracy per epoch, training against validation (validation left out when a run
+    had none). Returns the figure. Chapter 0."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="training")
-    ax_loss.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="training")
-    ax_acc.plot(epochs, [100 * r["val_acc"] for r in history], "s-", label="validation")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    for ax in (ax_loss, ax_acc):
+    for ax, kind, name in ((ax_loss, "loss", "Loss"), (ax_acc, "acc", "Accuracy")):
+        for split, label, marker, colour in (("train", "training", "o-", TRAINING),
+                                             ("val", "validation", "s-", VALIDATION)):
+            epochs, values = _values(history, f"{split}_{kind}")
+            if values:
+                ax.plot(epochs, values, marker, color=colour, label=label)
+        ax.set(xlabel="epoch", ylabel="cross-entropy loss" if kind == "loss" else "accuracy (%)", title=name)
         ax.grid(alpha=0.3)
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def curves(runs: dict[str, list[dict]], metric: str = "val_acc", title: str | None = None):
+    """One metric per epoch for several runs in one figure: `runs` maps a label to a history (the
+    rows `fit` returns, or read back from a metrics file), `metric` is a key of those rows
+    (accuracies are shown in percent). Colours and markers follow OKABE_ITO, in the order given.
+    Returns the figure. Chapter 3 compares two runs with it; chapter 5 several."""
+    if not runs:
+        raise ValueError("curves needs at least one run: a dict of label -> history")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
+    markers = "os^Dvp*"
+    for i, (label, history) in enumerate(runs.items()):
+        if history and metric not in history[0]:
+            raise ValueError(f"run {label!r} has no {metric!r} per epoch; its rows have: {', '.join(history[0])}")
+        epochs, values = _values(history, metric)
+        ax.plot(epochs, values, f"{markers[i % len(markers)]}-", color=OKABE_ITO[i % len(OKABE_ITO)], ms=4,
+                label=label)
+    ax.set(xlabel="epoch", ylabel=METRIC_LABELS.get(metric, metric), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
 
 
@@ -49,7 +90,7 @@ def _class_name(k: int, class_names) -> str:
 def image_grid(images, labels=None, class_names=None, predictions=None, ncols: int = 8, size: float = 1.3,
                title: str | None = None):
     """Show images in a grid with their class names; with `predictions`, each title reads
-    'predicted (true)' and wrong ones are red. Returns the figure."""
+    'predicted (true)' and wrong ones are in OKABE_ITO's vermillion. Returns the figure. Chapter 0."""
     n = len(images)
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False,
@@ -63,7 +104,7 @@ def image_grid(images, labels=None, class_names=None, predictions=None, ncols: i
         if predictions is not None and labels is not None:
             p, t = int(predictions[i]), int(labels[i])
             ax.set_title(f"{_class_name(p, class_names)}\n({_class_name(t, class_names)})", fontsize=8,
-                         color="tab:red" if p != t else "black")
+                         color=WRONG if p != t else "black")
         elif labels is not None:
             ax.set_title(_class_name(int(labels[i]), class_names), fontsize=8)
     if title:
@@ -71,9 +112,11 @@ def image_grid(images, labels=None, class_names=None, predictions=None, ncols: i
     return fig
 
 
-def confusion_matrix(cm, class_names=None, normalize: bool = True, title: str | None = None):
-    """Heat map of a confusion matrix (rows: true class, columns: predicted). With `normalize`, each
-    row is shown as fractions of that class, so that rare and common classes compare. Returns the figure."""
+def confusion_heatmap(cm, class_names=None, normalize: bool = True, title: str | None = None):
+    """Heat map of a confusion matrix (counts from `lib.metrics.confusion_matrix`; rows: true class,
+    columns: predicted). With `normalize`, each row is shown as fractions of that class, so that
+    rare and common classes compare. One hue from light to dark (matplotlib's Blues), which reads
+    the same in every form of colour blindness. Returns the figure. Chapters 4 and 5."""
     counts = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=float)
     shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
     k = len(counts)

@@ -12,24 +12,23 @@ table, `sweep.csv` and `sweep.json`.
 Parameters are checked against the notebook's `parameters` cell before anything runs, with the
 rules of `lib.params` (an unknown name, or a value whose type does not fit the default, is refused
 with a one-line message and exit code 2). Values given as text are read as papermill's `-p` reads
-them: True/False/None, then int, then float, else the text itself.
+them: True/False/None, then int, then float, else the text itself. Notebooks are read with
+nbformat. The command line itself is `lib.cli.run_main`.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import io
 import itertools
-import json
 import re
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib import checkpoint
+from lib import files, results
 from lib import params as params_lib
 
 METRICS_FILE = "metrics.json"
@@ -57,31 +56,30 @@ def parse_value(text: str):
     return text
 
 
-def _read_notebook(path: Path) -> dict:
+def _read_notebook(path: Path):
+    """The notebook at `path`, read (and upgraded to version 4) by nbformat."""
+    import nbformat
+
     if not path.is_file():
         raise RunError(f"notebook {path} does not exist")
     if path.suffix != ".ipynb":
         raise RunError(f"{path} is not a notebook (.ipynb)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunError(f"{path} is not a readable notebook ({error})") from None
-
-
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # nbformat raises JSON, schema and type errors for damaged files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunError(f"{path} is not a readable notebook ({first})") from None
 
 
 def notebook_defaults(path: str | Path) -> dict:
     """The names and default values of a notebook's cell tagged `parameters`."""
     path = Path(path)
-    cells = [c for c in _read_notebook(path).get("cells", [])
-             if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    cells = [c for c in _read_notebook(path).cells
+             if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if not cells:
         raise RunError(f"{path} has no cell tagged 'parameters': it cannot be run with parameters")
     try:
-        return params_lib.assignments(_source(cells[0]))
+        return params_lib.assignments(cells[0].source)
     except SyntaxError as error:
         raise RunError(f"the parameters cell of {path} is not valid Python ({error.msg})") from None
 
@@ -126,7 +124,7 @@ def glued_values(notebook: dict) -> dict:
 
 
 def _versions() -> dict:
-    info = checkpoint.provenance()
+    info = results.provenance()
     for name in ("papermill", "nbformat"):
         try:
             info[f"{name}_version"] = __import__(name).__version__
@@ -149,11 +147,12 @@ def _default_out(path: Path, values: dict, kind: str) -> Path:
     return Path("runs") / path.stem / name
 
 
-def _truncate(notebook: dict, until_tag: str) -> dict:
-    cells = notebook.get("cells", [])
-    for index, cell in enumerate(cells):
-        if until_tag in cell.get("metadata", {}).get("tags", []):
-            return {**notebook, "cells": cells[:index + 1]}
+def _truncate(notebook, until_tag: str):
+    for index, cell in enumerate(notebook.cells):
+        if until_tag in cell.metadata.get("tags", []):
+            truncated = notebook.copy()
+            truncated.cells = notebook.cells[:index + 1]
+            return truncated
     raise RunError(f"no cell is tagged {until_tag!r}: nothing to stop at")
 
 
@@ -174,6 +173,7 @@ def run_notebook(path: str | Path, params: dict | None = None, out_dir: str | Pa
     Raises ParameterError or RunError before anything runs when the parameters do not fit, and
     RunError when a cell fails (with `raise_on_error=False` the record's `error` says so instead).
     """
+    import nbformat
     import papermill
 
     path = Path(path)
@@ -186,7 +186,7 @@ def run_notebook(path: str | Path, params: dict | None = None, out_dir: str | Pa
     source = path
     if until_tag:
         source = out / f"input-{path.name}"
-        source.write_text(json.dumps(_truncate(notebook, until_tag), indent=1), encoding="utf-8")
+        nbformat.write(_truncate(notebook, until_tag), source)
     output = out / path.name
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -198,7 +198,7 @@ def run_notebook(path: str | Path, params: dict | None = None, out_dir: str | Pa
     except papermill.PapermillExecutionError as failure:
         error = f"{failure.ename}: {failure.evalue}"
     seconds = time.perf_counter() - started
-    executed = json.loads(output.read_text(encoding="utf-8")) if output.is_file() else {}
+    executed = nbformat.read(output, as_version=4) if output.is_file() else {}
     record = {
         "notebook": str(path),
         "output": str(output),
@@ -211,7 +211,7 @@ def run_notebook(path: str | Path, params: dict | None = None, out_dir: str | Pa
         "error": error,
         "versions": _versions(),
     }
-    checkpoint.write_json(out / METRICS_FILE, record, default=str)
+    files.write_json(out / METRICS_FILE, record, default=str)
     if until_tag and source.exists():
         source.unlink()
     if error is not None and raise_on_error:
@@ -278,8 +278,8 @@ def write_table(rows: list[dict], out_dir: str | Path) -> None:
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    checkpoint.atomic_write(out / "sweep.csv", lambda file: file.write(text.getvalue().encode("utf-8")))
-    checkpoint.write_json(out / "sweep.json", rows, default=str)
+    files.write_text(out / "sweep.csv", text.getvalue())
+    files.write_json(out / "sweep.json", rows, default=str)
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -295,59 +295,11 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        self.exit(2, f"error: {message} (see python -m lib.run --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m lib.run", description="Run a chapter notebook with parameters (papermill) "
-                     "into an output folder and collect its glued values into metrics.json; with --grid, run "
-                     "every combination and collect them into sweep.csv and sweep.json.")
-    parser.add_argument("notebook", help="the chapter notebook, e.g. chapters/05_hands_on_project.ipynb")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="set a parameter (repeatable); values are read as papermill reads them")
-    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                        help="sweep a parameter over values (repeatable: every combination runs)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/<notebook>/<time-and-values>)")
-    parser.add_argument("--until-tag", default=None, help="run only the cells up to the first one with this tag")
-    parser.add_argument("--log-output", action="store_true", help="show the notebook's output while it runs")
-    return parser
-
-
-def _parse_grid(items: list[str]) -> dict[str, list]:
-    grid = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        if not sep or not name or not values:
-            raise RunError(f"--grid {item!r} must look like NAME=V1,V2")
-        if name in grid:
-            raise RunError(f"--grid {name} is given twice")
-        grid[name] = [parse_value(v) for v in values.split(",")]
-    return grid
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        fixed = {name: parse_value(value) for name, value in args.parameter}
-        grid = _parse_grid(args.grid)
-        path = Path(args.notebook)
-        if grid:
-            rows = sweep(path, grid, fixed, args.out, until_tag=args.until_tag, log_output=args.log_output)
-            return 1 if any(row["error"] for row in rows) else 0
-        record = run_notebook(path, fixed, args.out, until_tag=args.until_tag, log_output=args.log_output)
-    except (RunError, params_lib.ParameterError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"ran {record['notebook']} in {record['seconds']:.1f} s -> {Path(record['output']).parent}")
-    for name, value in record["metrics"].items():
-        print(f"{name:>24}: {value}")
-    return 0
+    """`python -m lib.run` (defined in `lib.cli`)."""
+    from lib import cli
+
+    return cli.run_main(argv)
 
 
 if __name__ == "__main__":

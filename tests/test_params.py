@@ -39,8 +39,8 @@ def test_unknown_injected_parameter():
     ("# Parameters\naugment = 1\n", "parameter 'augment' must be bool"),
     ("# Parameters\nepochs = 2.5\n", "parameter 'epochs' must be int"),
     ("# Parameters\ndataset = 'imagenet21k'\n", "unknown dataset 'imagenet21k'; choose one of: shapes"),
-    ("# Parameters\nepochs = 0\n", "parameter 'epochs' must be at least 1"),
-    ("# Parameters\nlr = 0.0\n", "parameter 'lr' must be positive"),
+    ("# Parameters\nepochs = 0\n", "epochs must be a whole number of at least 1, got 0"),
+    ("# Parameters\nlr = 0.0\n", "lr must be a positive number, got 0.0"),
 ])
 def test_bad_values(cell, message):
     with pytest.raises(params.ParameterError, match=message.replace("(", "\\(").replace(")", "\\)")):
@@ -70,3 +70,38 @@ def test_missing_parameters_cell():
 def test_non_literal_default_is_refused():
     with pytest.raises(params.ParameterError, match="must be a literal"):
         params.assignments("epochs = 3\nlr = 1 / compute()\n")
+
+
+@pytest.mark.parametrize("name, value, flag", [
+    ("n_train", 1, "--n-train"), ("n_train", 0, "--n-train"), ("n_val", 0, "--n-val"), ("n_test", 0, "--n-test"),
+    ("image_size", 8, "--image-size"), ("image_size", 7, "--image-size"), ("momentum", 0.95, "--momentum"),
+    ("momentum", 1.5, "--momentum"), ("seed", -1, "--seed"), ("epochs", 1, "--epochs"), ("warmup", 1.0, "--warmup"),
+    ("val_fraction", 0.0, "--val-fraction"), ("batch_size", 0, "--batch-size"),
+])
+def test_a_notebook_and_the_command_line_accept_the_same_values(name, value, flag):
+    """One owner per rule: lib.params and python -m lib.train ask the same checks."""
+    from lib import cli
+
+    try:
+        params.check({"In": [""], "dataset": "shapes", name: value})
+        notebook_ok = True
+    except params.ParameterError:
+        notebook_ok = False
+    try:
+        cli.check_train_arguments(cli.train_parser().parse_args([flag, str(value), "--device", "cpu"]))
+        command_line_ok = True
+    except ValueError:
+        command_line_ok = False
+    assert notebook_ok == command_line_ok
+    assert notebook_ok == ((name, value) in {("n_train", 1), ("n_val", 0), ("image_size", 8), ("momentum", 0.95),
+                                             ("epochs", 1), ("val_fraction", 0.0)})
+
+
+def test_checking_training_parameters_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from lib import params; params.check({'In': [''], 'epochs': 3, 'lr': 0.01, "
+            "'schedule': 'linear'}); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

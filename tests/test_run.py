@@ -124,3 +124,12 @@ def test_chapter_5_runs_with_small_parameters(tmp_path):
                               until_tag="end-of-baseline")
     assert record["parameters"]["n_train"] == 500 and record["parameters"]["lr"] == 0.003
     assert 0 <= record["metrics"]["baseline_val_acc_value"] <= 1
+
+
+@pytest.mark.parametrize("text", ["garbage", "{}", '{"cells": 3}'])
+def test_damaged_notebook_is_refused_in_one_line(tmp_path, text):
+    path = tmp_path / "bad.ipynb"
+    path.write_text(text)
+    with pytest.raises(run.RunError) as caught:
+        run.notebook_defaults(path)
+    assert "is not a readable notebook" in str(caught.value) and "\n" not in str(caught.value)
