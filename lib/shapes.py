@@ -75,8 +75,11 @@ def _star(x, y, points: int = 5, outer: float = 1.0, inner: float = 0.45):
     return (r - boundary) * 0.6
 
 
-def _signed_distance(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Approximate signed distance (object units, negative inside) of each point to the object."""
+def signed_distance(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Approximate signed distance (object units, negative inside) of each point to the object.
+
+    The object of class `name` fits in the unit disc around the origin of its own frame. Also used
+    by `lib.scenes` to draw the same objects in detection scenes (chapter 6.4)."""
     if name == "disc":
         return np.hypot(x, y) - 0.85
     if name == "ring":
@@ -112,8 +115,9 @@ def _linear_upsampling(coarse: int, size: int) -> np.ndarray:
     return np.clip(1 - np.abs(position[:, None] - np.arange(coarse, dtype=np.float32)[None]), 0, 1)
 
 
-def _backgrounds(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """Textured backgrounds, shape (n, size, size, 3), values in [0, 1]."""
+def backgrounds(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """Textured backgrounds, shape (n, size, size, 3), float32 values roughly in [0, 1] (not yet
+    clipped). Also the backgrounds of `lib.scenes` (chapter 6.4)."""
     coords = np.linspace(-1, 1, size, dtype=np.float32)
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
     base = _random_colours(rng, n)
@@ -149,7 +153,7 @@ def render(
     """Draw one image per label; returns uint8 images of shape (n, 3, size, size)."""
     labels = np.asarray(labels)
     n = len(labels)
-    images = _backgrounds(rng, n, size)
+    images = backgrounds(rng, n, size)
     pixel = 2.0 / size  # the width of one pixel in image coordinates [-1, 1]
     coords = (np.arange(size, dtype=np.float32) + 0.5) * pixel - 1
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
@@ -178,7 +182,7 @@ def render(
         s = scale[rows][:, None, None]
         u = (cos * cx + sin * cy) / (s * squash[rows][:, None, None])
         v = (-sin * cx + cos * cy) / s
-        distance = _signed_distance(CLASSES[class_index], u, v) * s  # back to image units
+        distance = signed_distance(CLASSES[class_index], u, v) * s  # back to image units
         coverage = np.clip(0.5 - distance / pixel, 0, 1)[..., None]  # anti-aliased edge
         shade = 1 + 0.25 * (v[..., None] * rng.uniform(-1, 1, (len(rows), 1, 1, 1)))  # lighting
         fill = colour[rows][:, None, None, :] * shade
