@@ -5,6 +5,8 @@ everything it can before any work (asking the owners of the rules: `TrainConfig.
 `lib.data.check_arguments`, `lib.models.check_name`, `lib.train.prepare`) and ends a bad call with
 a one-line message and exit code 2, overwriting nothing. The training flags are derived from
 `TrainConfig`'s fields, so every setting has a flag (`python -m lib.train --help`).
+`torchrun --nproc_per_node=N -m lib.train ...` runs the same command in N processes that train
+together (lib.distributed); the first process (of each machine, for errors) alone prints.
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: list[str] | None = None) -> int:
     """Run `python -m lib.train` with `argv` (default: the process's arguments); the exit code."""
     args = train_parser().parse_args(argv)
-    from lib import checkpoint, data, models
+    from lib import checkpoint, data, distributed, models
 
     try:
         return _train(args)
-    except (data.DatasetError, models.ModelError, checkpoint.CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (data.DatasetError, models.ModelError, checkpoint.CheckpointError, distributed.LaunchError,
+            ValueError) as error:
+        if distributed.reports_errors():  # under torchrun: once per machine, not once per process
+            print(f"error: {error}", file=sys.stderr)
         return 2
 
 
@@ -83,15 +87,25 @@ def check_train_arguments(args):
 
 
 def _train(args) -> int:
-    from lib import data, metrics, models, results, train
+    from lib import distributed
 
     setup, loading = check_train_arguments(args)
+    with distributed.joined(setup.context, setup.device) as context:  # under torchrun; left at the end
+        return _train_and_test(args, setup, loading, context)
+
+
+def _train_and_test(args, setup, loading, context) -> int:
+    """Load, train (every process), then test and write the metrics (the main process alone, on
+    the whole test split: all processes hold the same model after training)."""
+    from lib import data, distributed, metrics, models, results, train
+
     config = setup.config
+    print_ = distributed.main_only(print, context)
     dataset = data.load(args.dataset, args.data_root, seed=config.seed, **loading)
-    print(dataset)
+    print_(dataset)
     model = models.for_dataset(args.model, dataset, seed=config.seed)
-    result = train.fit(model, dataset, setup=setup, progress=not args.quiet)
-    if result.stopped_early:
+    result = train.fit(model, dataset, setup=setup, progress=not args.quiet, log=print_)
+    if result.stopped_early or not context.is_main:
         return 0
     scores, labels = train.predict(model, dataset, "test")
     summary = metrics.report(scores, labels, dataset.num_classes)

@@ -74,6 +74,9 @@ class TrainConfig:
     # DataLoader processes for datasets streamed from disk; None: one per core (max 8)
     num_workers: int | None = _setting(None, "loader processes for datasets streamed from disk "
                                              "(default: one per CPU core, at most 8)")
+    # under torchrun: the global batch is batch_size times the number of processes (Goyal et al. 2017)
+    scale_lr: bool = _setting(False, "under torchrun, multiply lr by the number of processes (the linear "
+                                     "scaling rule for the larger global batch; off: lr as given)")
 
     def check(self) -> TrainConfig:
         """Raise ValueError with a one-line message for any setting that cannot work; return self."""

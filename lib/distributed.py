@@ -11,6 +11,14 @@ changes. Check a launch with `torchrun --nproc_per_node=2 -m lib.distributed`.
 In data-parallel training (PyTorch's DistributedDataParallel) every process holds a copy of the
 model, trains on its own shard of each batch, and the gradients are averaged across processes
 before every update, so all copies stay equal.
+
+`lib.train.fit` (and so `torchrun --nproc_per_node=N -m lib.train ...`) follows this module: each
+process reads its shard of every epoch (`loader`), draws its crops, flips and dropout from
+`rank_seed`, trains through DistributedDataParallel (`wrap`), sums its losses and counts with the
+others' (`reduce_means`), and takes the main process's batch-norm statistics before validating
+(`sync_buffers`); the main process alone prints, writes the checkpoint (which records the number of
+processes, `check_resume`) and writes the metrics file. `--batch-size` is per process, so the
+global batch is N times larger; `--scale-lr` applies Goyal et al.'s linear scaling rule to it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lib import data as data_lib
 from lib import seeds
 from lib.seeds import Stream
 
@@ -48,6 +57,7 @@ class Context:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None  # "nccl" or "gloo" once the process group is joined
+    launched: bool = False  # True when torchrun's variables are set (even for a single process)
 
     @property
     def is_main(self) -> bool:
@@ -94,7 +104,18 @@ def from_environment(env=None) -> Context:
         raise LaunchError(f"MASTER_PORT {port} is not a port number (1..65535); {LAUNCH_HINT}")
     if not env["MASTER_ADDR"].strip():
         raise LaunchError(f"MASTER_ADDR is empty; {LAUNCH_HINT}")
-    return Context(rank=rank, world_size=world, local_rank=local)
+    return Context(rank=rank, world_size=world, local_rank=local, launched=True)
+
+
+def reports_errors(env=None) -> bool:
+    """True in the process that prints a failure every process meets: a single process, the first
+    process of each machine under torchrun (LOCAL_RANK 0), so that a bad run says it once per
+    machine and a failure only one machine meets (a missing folder there) is still shown, and every
+    process of a broken launch (its variables do not say which it is)."""
+    try:
+        return from_environment(env).local_rank == 0
+    except LaunchError:
+        return True
 
 
 def choose_device(context: Context, device: str = "auto") -> torch.device:
@@ -118,27 +139,35 @@ def choose_backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
 
 
+def join(context: Context, device: torch.device, timeout_s: float = 600) -> Context:
+    """Join the process group of a launched run (torch's env:// rendezvous), with the backend for
+    `device`; returns the context with its backend. Already joined: the group's backend. A single
+    process (not launched) joins nothing."""
+    if not context.launched:
+        return context
+    if dist.is_initialized():
+        return replace(context, backend=dist.get_backend())
+    backend = choose_backend(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group(backend, init_method="env://", rank=context.rank,
+                                world_size=context.world_size, timeout=timedelta(seconds=timeout_s))
+    except (RuntimeError, ValueError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LaunchError(f"could not join the process group at {os.environ.get('MASTER_ADDR')}:"
+                          f"{os.environ.get('MASTER_PORT')} ({first}); check that every machine reaches that "
+                          "address and uses the same --nnodes, --nproc_per_node and --rdzv-endpoint") from None
+    return replace(context, backend=backend)
+
+
 def init(device: str = "auto", timeout_s: float = 600) -> tuple[Context, torch.device]:
     """Read torchrun's variables, choose the device and backend, and join the process group
     (torch's env:// rendezvous). A single process (no variables set) joins nothing.
     Returns (context, device)."""
     context = from_environment()
     chosen = choose_device(context, device)
-    if "RANK" not in os.environ:
-        return context, chosen
-    backend = choose_backend(chosen)
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    if not dist.is_initialized():
-        try:
-            dist.init_process_group(backend, init_method="env://", rank=context.rank,
-                                    world_size=context.world_size, timeout=timedelta(seconds=timeout_s))
-        except (RuntimeError, ValueError, OSError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise LaunchError(f"could not join the process group at {os.environ['MASTER_ADDR']}:"
-                              f"{os.environ['MASTER_PORT']} ({first}); check that every machine reaches that "
-                              "address and uses the same --nnodes, --nproc_per_node and --rdzv-endpoint") from None
-    return replace(context, backend=backend), chosen
+    return join(context, chosen, timeout_s), chosen
 
 
 def shutdown() -> None:
@@ -154,6 +183,18 @@ def launched(device: str = "auto", timeout_s: float = 600):
         yield init(device, timeout_s)
     finally:
         shutdown()
+
+
+@contextlib.contextmanager
+def joined(context: Context, device: torch.device, timeout_s: float = 600):
+    """`with joined(context, device) as context:` joins the group of a launched run for the block
+    and leaves it at the end, unless it was joined before the block (then its joiner leaves it)."""
+    owner = context.launched and not dist.is_initialized()
+    try:
+        yield join(context, device, timeout_s)
+    finally:
+        if owner:
+            shutdown()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +242,91 @@ class ShardSampler(torch.utils.data.Sampler):
         return math.ceil(self.n / w) if self.pad else len(range(self.context.rank, self.n, w))
 
 
+class _Shard:
+    """What both sharded loaders add to lib.data's loaders: this process's positions of an epoch
+    (`shard_indices`: the shared order, so the processes' batches make up the global batch), and
+    crops and flips drawn from this process's own seed (`rank_seed`)."""
+
+    def _shard_setup(self, context: Context, pad: bool) -> None:
+        self.context, self.pad = context, pad
+        self.augment_seed = rank_seed(self.seed, context.rank, context.world_size)
+
+    @property
+    def images(self) -> int:
+        """Images this process reads per epoch (before dropping a last partial batch)."""
+        n, world = len(self.split), self.context.world_size
+        return math.ceil(n / world) if self.pad else len(range(self.context.rank, n, world))
+
+    def __len__(self) -> int:
+        return self.images // self.batch_size if self.drop_last else -(-self.images // self.batch_size)
+
+    def _positions(self) -> torch.Tensor:
+        return shard_indices(len(self.split), self.context.rank, self.context.world_size, shuffle=self.shuffle,
+                             seed=self.seed, epoch=self.epoch, pad=self.pad)
+
+    def _augmentation(self):
+        if self.crop_flip is None:
+            return None
+        return self.crop_flip.draw(self.images, seeds.generator(self.augment_seed, self.epoch, Stream.AUGMENT))
+
+
+class ShardedDeviceLoader(_Shard, data_lib.DeviceLoader):
+    """lib.data.DeviceLoader reading only this process's shard of every epoch."""
+
+    def __init__(self, split, batch_size: int, device, mean, std, *, context: Context, pad: bool, **options):
+        super().__init__(split, batch_size, device, mean, std, **options)
+        self._shard_setup(context, pad)
+
+    def __iter__(self):
+        images, labels = self.split.images, self.split.labels
+        positions = self._positions().to(self.device)
+        choices = self._augmentation()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = positions[start:start + self.batch_size]
+            yield self._finish(images.index_select(0, idx), choices, start), labels.index_select(0, idx)
+
+
+class ShardedStreamLoader(_Shard, data_lib.StreamLoader):
+    """lib.data.StreamLoader whose DataLoader reads only this process's shard (a ShardSampler)."""
+
+    def __init__(self, split, batch_size: int, device, mean, std, *, context: Context, pad: bool, **options):
+        super().__init__(split, batch_size, device, mean, std, **options)
+        self._shard_setup(context, pad)
+
+    def __iter__(self):
+        sampler = ShardSampler(len(self.split), self.context, shuffle=self.shuffle, seed=self.seed, pad=self.pad)
+        sampler.set_epoch(self.epoch)
+        loader = torch.utils.data.DataLoader(
+            data_lib._FileDataset(self.split), batch_size=self.batch_size, sampler=sampler,
+            drop_last=self.drop_last, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False)
+        choices = self._augmentation()
+        start = 0
+        for x, y in loader:
+            yield self._finish(x.to(self.device, non_blocking=True), choices, start), y.to(self.device, non_blocking=True)
+            start += len(y)
+
+
+def loader(data: data_lib.Dataset, split: str, batch_size: int, device, context: Context, *, train: bool = False,
+           augment: bool = False, seed: int = 0, channels_last: bool = False, num_workers: int | None = None):
+    """lib.data.loader for this process: in a run of one process exactly lib.data.loader; in a run
+    of several, a loader over this process's shard (in-memory or streamed, as the data is).
+    Training shards are padded to equal sizes and shuffled with the shared `seed` every epoch;
+    evaluation shards read each image exactly once. `batch_size` is per process."""
+    if context.world_size == 1:
+        return data_lib.loader(data, split, batch_size, device, train=train, augment=augment, seed=seed,
+                               channels_last=channels_last, num_workers=num_workers)
+    part = getattr(data, split)
+    share = math.ceil(len(part) / context.world_size)
+    options = dict(shuffle=train, augment=augment, drop_last=train and share > batch_size, seed=seed,
+                   channels_last=channels_last)
+    if isinstance(part, data_lib.TensorSplit):
+        return ShardedDeviceLoader(part, batch_size, device, data.mean, data.std, context=context, pad=train,
+                                   **options)
+    return ShardedStreamLoader(part, batch_size, device, data.mean, data.std, context=context, pad=train,
+                               num_workers=num_workers, **options)
+
+
 # ---------------------------------------------------------------------------------------------
 # Random numbers per process
 
@@ -230,6 +356,52 @@ def all_reduce_sum(values: dict, device="cpu") -> dict[str, float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     return dict(zip(names, packed.tolist()))
+
+
+def reduce_means(means: dict, count: int, device="cpu") -> tuple[dict[str, float], float]:
+    """Means over all processes' images, from each process's means over its own `count` images:
+    (the means, the total count). A process with no images contributes nothing. In a single
+    process the means come back unchanged."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return {k: float(v) for k, v in means.items()}, float(count)
+    sums = all_reduce_sum({**{k: float(v) * count if count else 0.0 for k, v in means.items()}, "count": count},
+                          device)
+    total = sums.pop("count")
+    return {k: v / total if total else float("nan") for k, v in sums.items()}, total
+
+
+def reduction_device(context: Context, device: torch.device):
+    """Where tensors to be reduced must live: the GPU under NCCL, the CPU under gloo."""
+    return device if context.backend == "nccl" else "cpu"
+
+
+def sync_buffers(model: torch.nn.Module, src: int = 0) -> None:
+    """Copy process `src`'s buffers (batch norm's running statistics) into every process. Within an
+    epoch each process updates them from its own shard; after it, all evaluate and save the same
+    model: the main process's."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=src)
+
+
+def check_same_start(epoch: int, path, context: Context, device="cpu") -> None:
+    """Raise LaunchError in every process unless all resume from the same epoch (`epoch`: 0 for a
+    fresh start): a machine that cannot read the main process's checkpoint would start afresh."""
+    if not context.distributed:
+        return
+    sums = all_reduce_sum({"epoch": epoch, "square": epoch * epoch}, device)
+    if sums["square"] * context.world_size != sums["epoch"] ** 2:  # equal only when all are equal
+        raise LaunchError(f"the processes found different checkpoints in {path} (this one: epoch {epoch}); "
+                          "put the checkpoint folder where every machine reads the same files (a shared disk)")
+
+
+def wrap(model: torch.nn.Module, context: Context, device: torch.device) -> torch.nn.Module:
+    """The model in PyTorch's DistributedDataParallel, which averages the gradients across the
+    processes during the backward pass (and copies the main process's weights to all at the
+    start); the model itself when the group is not joined."""
+    if not context.distributed:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def broadcast(value, src: int = 0):
@@ -290,6 +462,15 @@ class LinearScaling:
 def scaled_lr(base_lr: float, batch: int, base_batch: int = 256) -> float:
     """The linear scaling rule alone: base_lr * batch / base_batch (Goyal et al. 2017: 0.1 for 256)."""
     return LinearScaling(base_lr, base_batch, batch).lr
+
+
+def process_lr(lr: float, batch_size: int, world_size: int, scale: bool) -> float:
+    """The learning rate of a run of `world_size` processes with `batch_size` images each: `lr`
+    itself, or with `scale` the linear scaling rule's lr * world_size (`lr` tuned for one process's
+    batch, the global batch being world_size times larger). The course's schedules already warm up
+    from near zero over their first steps (TrainConfig.warmup), which is the gradual warm-up the
+    rule needs."""
+    return LinearScaling(lr, batch_size, batch_size * world_size).lr if scale else lr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib import checkpoint, results
+from lib import checkpoint, distributed, results
 from lib import data as data_lib
 from lib.config import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from lib.seeds import Stream, seed_for
@@ -29,7 +29,7 @@ __all__ = ["DEVICES", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "FitResult", "Se
 
 # Settings that must match for a checkpoint to be resumed (the others, like device, may change).
 RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup",
-                     "label_smoothing", "augment", "seed")
+                     "label_smoothing", "augment", "seed", "scale_lr")
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Setup:
     checkpoint_path: Path | None = None
     saved: dict | None = None  # the checkpoint to resume from
     stop_after: int | None = None
+    context: distributed.Context = field(default_factory=distributed.Context)  # this process's place under torchrun
 
 
 def prepare(config: TrainConfig | None = None, *, checkpoint_dir: str | Path | None = None, resume: bool = False,
@@ -79,19 +80,24 @@ def prepare(config: TrainConfig | None = None, *, checkpoint_dir: str | Path | N
     """Check the settings (`TrainConfig.check`), pick the device and read the checkpoint to
     resume, raising a one-line error for anything that cannot work. Settings are TrainConfig's
     fields, as a config or as keywords (`epochs=3`). The command line calls it before loading any
-    data; `fit` calls it when not given a Setup. Chapter 5 resumes a run through it."""
+    data; `fit` calls it when not given a Setup. Chapter 5 resumes a run through it.
+    Under torchrun it also reads this process's place (lib.distributed: a bad launch is a
+    LaunchError), takes its GPU (cuda:LOCAL_RANK) and refuses a checkpoint written by another
+    number of processes."""
     unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise TypeError(f"unknown fit setting(s) {unknown}; the settings are TrainConfig's fields")
     cfg = TrainConfig(**{**(config.as_dict() if config else {}), **settings}).check()
     if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after must be a whole number of at least 1, got {stop_after!r}")
-    device = pick_device(cfg.device)
+    context = distributed.from_environment()
+    device = distributed.choose_device(context, cfg.device) if context.launched else pick_device(cfg.device)
     path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    return Setup(cfg, device, path, _checkpoint_to_resume(path, resume, cfg), stop_after)
+    return Setup(cfg, device, path, _checkpoint_to_resume(path, resume, cfg, context), stop_after, context)
 
 
-def _checkpoint_to_resume(path: Path | None, resume: bool, cfg: TrainConfig) -> dict | None:
+def _checkpoint_to_resume(path: Path | None, resume: bool, cfg: TrainConfig,
+                          context: distributed.Context) -> dict | None:
     if path is None:
         if resume:
             raise ValueError("resume needs a checkpoint folder to resume from: pass checkpoint_dir= (--checkpoint-dir)")
@@ -103,8 +109,10 @@ def _checkpoint_to_resume(path: Path | None, resume: bool, cfg: TrainConfig) -> 
         raise checkpoint.CheckpointError(
             f"{path} already holds a checkpoint (epoch {saved.get('epoch')} of {saved['config'].get('epochs')}); "
             "resume it (resume=True, --resume) or choose an empty checkpoint folder")
-    different = [f"{k} {saved['config'].get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_MUST_MATCH
-                 if saved["config"].get(k) != getattr(cfg, k)]
+    distributed.check_resume(saved.get("world_size"), context, path)
+    defaults = TrainConfig()  # a setting newer than the checkpoint had its default then
+    different = [f"{k} {saved['config'].get(k, getattr(defaults, k))!r} -> {getattr(cfg, k)!r}"
+                 for k in RESUME_MUST_MATCH if saved["config"].get(k, getattr(defaults, k)) != getattr(cfg, k)]
     if different:
         raise checkpoint.CheckpointError(f"{path} was made with other settings ({'; '.join(different)}); "
                                          "resume with the same settings or choose an empty checkpoint folder")
@@ -167,11 +175,12 @@ class LearningRateShape:
         return max(0.0, 1 - progress)
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    lr = cfg.lr if lr is None else lr
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
 
 
 def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, loss_fn, *,
@@ -256,26 +265,41 @@ def fit(model: nn.Module, data: data_lib.Dataset, config: TrainConfig | None = N
     Without a validation split (`data.val` empty) it trains without validation and says so; the
     rows' `val_loss` and `val_acc` are then None. Prints one table row per epoch (and a progress
     bar within it when `progress`).
+
+    Started by torchrun (several processes), it trains with DistributedDataParallel as
+    lib.distributed lays out: each process reads its shard of every epoch (`batch_size` images per
+    process and step), draws its own crops, flips and dropout, the table's numbers are over all
+    processes, and only the main process prints and writes the checkpoint. The page "Training on
+    the full ImageNet" explains it.
     """
     if setup is None:
         setup = prepare(config, checkpoint_dir=checkpoint_dir, resume=resume, stop_after=stop_after, **settings)
     elif config is not None or settings or checkpoint_dir is not None or resume or stop_after is not None:
         raise TypeError("give fit either a setup or the settings (config, keywords, checkpoint_dir, resume, "
                         "stop_after), not both")
+    with distributed.joined(setup.context, setup.device) as context:
+        return _fit(model, data, setup, context, progress and context.is_main, distributed.main_only(log, context))
+
+
+def _fit(model: nn.Module, data: data_lib.Dataset, setup: Setup, context: distributed.Context, progress: bool,
+         log) -> FitResult:
     cfg, device = setup.config, setup.device
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
     precision = Precision.choose(device, cfg.amp)
+    world, reduce_on = context.world_size, distributed.reduction_device(context, device)
+    lr = distributed.process_lr(cfg.lr, cfg.batch_size, world, cfg.scale_lr)
 
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(model, cfg)
-    train_batches = data_lib.loader(data, "train", cfg.batch_size, device, train=True, augment=cfg.augment,
-                                    seed=cfg.seed, channels_last=channels_last, num_workers=cfg.num_workers)
+    optimizer = _make_optimizer(model, cfg, lr)
+    train_batches = distributed.loader(data, "train", cfg.batch_size, device, context, train=True,
+                                       augment=cfg.augment, seed=cfg.seed, channels_last=channels_last,
+                                       num_workers=cfg.num_workers)
     val_batches = None
     if len(data.val):
-        val_batches = data_lib.loader(data, "val", max(cfg.batch_size, 256), device, channels_last=channels_last,
-                                      num_workers=cfg.num_workers)
+        val_batches = distributed.loader(data, "val", max(cfg.batch_size, 256), device, context,
+                                         channels_last=channels_last, num_workers=cfg.num_workers)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, LearningRateShape(cfg.schedule, len(train_batches) * cfg.epochs, cfg.warmup))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -283,8 +307,21 @@ def fit(model: nn.Module, data: data_lib.Dataset, config: TrainConfig | None = N
     start_epoch = 0
     if setup.saved is not None:
         start_epoch, history = _restore(setup.saved, model, optimizer, scheduler, precision, device)
+    distributed.check_same_start(start_epoch, setup.checkpoint_path, context, reduce_on)
+    if setup.saved is not None:
         log(f"resumed from {setup.checkpoint_path} after epoch {start_epoch} of {cfg.epochs}")
+    if context.distributed:
+        log(f"{world} process{'es' if world != 1 else ''} ({context.backend}), each {cfg.batch_size} images per step: global batch "
+            f"{cfg.batch_size * world}; lr {lr:g}" + (f" (linear scaling rule: {cfg.lr:g} x {world})"
+                                                       if cfg.scale_lr else " (not scaled: --scale-lr scales it)"))
+    # the training step goes through DistributedDataParallel; evaluation uses the model itself,
+    # whose batch-norm statistics are the main process's after every epoch (sync_buffers)
     net = torch.compile(model) if cfg.compile else model
+    train_net = net
+    if context.distributed:
+        train_net = distributed.wrap(model, context, device)
+        train_net = torch.compile(train_net) if cfg.compile else train_net
+    own_seed = distributed.rank_seed(cfg.seed, context.rank, world)
 
     started = time.perf_counter()
     train_images, train_seconds, stopped_early = 0, 0.0, False
@@ -297,15 +334,19 @@ def fit(model: nn.Module, data: data_lib.Dataset, config: TrainConfig | None = N
             log(format_row(row))
     for epoch in range(start_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        torch.manual_seed(seed_for(cfg.seed, epoch, Stream.DROPOUT))
+        torch.manual_seed(seed_for(own_seed, epoch, Stream.DROPOUT))
         train_batches.set_epoch(epoch)
         batches = _progress(train_batches, len(train_batches), progress, f"epoch {epoch + 1}")
-        train_loss, train_acc, seen = train_epoch(net, batches, optimizer, loss_fn, scheduler=scheduler,
+        train_loss, train_acc, seen = train_epoch(train_net, batches, optimizer, loss_fn, scheduler=scheduler,
                                                   precision=precision)
+        if world > 1:
+            means, seen = distributed.reduce_means({"loss": train_loss, "acc": train_acc}, seen, reduce_on)
+            train_loss, train_acc, seen = means["loss"], means["acc"], int(seen)
+            distributed.sync_buffers(model)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds_training = time.perf_counter() - epoch_start
-        val = evaluate(net, val_batches, precision) if val_batches is not None else {"loss": None, "accuracy": None}
+        val = _validate(net, val_batches, precision, context, reduce_on)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val["loss"], "val_acc": val["accuracy"], "seconds": time.perf_counter() - epoch_start,
                "images_per_second": seen / seconds_training, "lr": optimizer.param_groups[0]["lr"]}
@@ -313,19 +354,34 @@ def fit(model: nn.Module, data: data_lib.Dataset, config: TrainConfig | None = N
         log(format_row(row))
         train_images += seen
         train_seconds += seconds_training
-        if setup.checkpoint_path is not None:
-            _save(setup.checkpoint_path, model, optimizer, scheduler, precision, epoch + 1, history, cfg, device)
+        if setup.checkpoint_path is not None and context.is_main:
+            _save(setup.checkpoint_path, model, optimizer, scheduler, precision, epoch + 1, history, cfg, device,
+                  world)
         if setup.stop_after is not None and epoch + 1 - start_epoch >= setup.stop_after and epoch + 1 < cfg.epochs:
             stopped_early = True
             log(f"stopped after epoch {epoch + 1} of {cfg.epochs}" +
                 (f"; resume from {setup.checkpoint_path}" if setup.checkpoint_path is not None else ""))
             break
+    provenance = results.provenance(device)
+    if context.launched:
+        provenance.update(world_size=world, backend=context.backend)
     return FitResult(history=history, config=cfg, device=str(device), seconds=time.perf_counter() - started,
                      images_per_second=train_images / train_seconds if train_seconds else 0.0,
-                     stopped_early=stopped_early, provenance=results.provenance(device))
+                     stopped_early=stopped_early, provenance=provenance)
 
 
-def _save(path, model, optimizer, scheduler, precision, epoch, history, cfg, device) -> None:
+def _validate(net, val_batches, precision, context, reduce_on) -> dict:
+    """`evaluate` on the validation batches: in one process directly; in several, each on its shard,
+    then the means over all validation images."""
+    if val_batches is None:
+        return {"loss": None, "accuracy": None}
+    if context.world_size == 1:
+        return evaluate(net, val_batches, precision)
+    mine = evaluate(net, val_batches, precision) if val_batches.images else {"loss": 0.0, "accuracy": 0.0}
+    return distributed.reduce_means(mine, val_batches.images, reduce_on)[0]
+
+
+def _save(path, model, optimizer, scheduler, precision, epoch, history, cfg, device, world_size: int = 1) -> None:
     rng = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -339,6 +395,7 @@ def _save(path, model, optimizer, scheduler, precision, epoch, history, cfg, dev
         "config": cfg.as_dict(),
         "rng": rng,
         "provenance": results.provenance(device),
+        "world_size": world_size,  # a run of another number of processes cannot resume it
     })
 
 

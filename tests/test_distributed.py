@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import distributed, seeds
+from lib import checkpoint, data, distributed, models, seeds, train
 from lib.distributed import Context, LaunchError
 from lib.seeds import Stream
 
@@ -157,3 +157,111 @@ def test_bad_launch_ends_with_one_line():
                           env={**env, "RANK": "0", "PYTHONPATH": str(ROOT)}, timeout=300)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "WORLD_SIZE" in done.stderr and "torchrun" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The sharded loaders, the reductions and the checks that lib.train uses (in one process: a
+# loader only needs to know its rank)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.load("shapes", n_train=70, n_val=13, n_test=10, seed=2)
+
+
+def _loader(dataset, rank, world=2, split="train", **options):
+    options = {"train": True, "augment": True, "seed": 4, **options} if split == "train" else options
+    return distributed.loader(dataset, split, 8, "cpu", Context(rank=rank, world_size=world), **options)
+
+
+def test_one_process_gets_lib_data_loader_unchanged(small):
+    mine = distributed.loader(small, "train", 8, "cpu", Context(), train=True, augment=True, seed=4)
+    theirs = data.loader(small, "train", 8, "cpu", train=True, augment=True, seed=4)
+    assert type(mine) is type(theirs)
+    for (x, y), (u, v) in zip(mine, theirs):
+        assert torch.equal(x, u) and torch.equal(y, v)
+
+
+def test_the_processes_batches_make_up_the_global_batch(small):
+    """Without augmentation, two processes' k-th batches of 8 interleave into the k-th batch of 16
+    that one process reads: the same global batches, as DistributedDataParallel needs."""
+    one = distributed.loader(small, "train", 16, "cpu", Context(), train=True, seed=4)
+    one.set_epoch(3)
+    ranks = [_loader(small, r, augment=False) for r in range(2)]
+    for loader in ranks:
+        loader.set_epoch(3)
+    assert len(ranks[0]) == len(ranks[1]) == len(one) == 4  # 70 images: 35 each, 4 full batches of 8
+    for (x, y), (x0, y0), (x1, y1) in zip(one, *ranks):
+        assert torch.equal(x, torch.stack([x0, x1], 1).flatten(0, 1))
+        assert torch.equal(y, torch.stack([y0, y1], 1).flatten())
+
+
+def test_each_process_draws_its_own_reproducible_augmentation(small):
+    def first_batch(rank):
+        loader = _loader(small, rank)
+        loader.set_epoch(1)
+        return next(iter(loader))[0]
+
+    plain = [_loader(small, r, augment=False) for r in range(2)]
+    for loader in plain:
+        loader.set_epoch(1)
+    assert torch.equal(first_batch(0), first_batch(0))  # the same in every rerun
+    crops = [first_batch(r) for r in range(2)]
+    assert not torch.equal(crops[0], next(iter(plain[0]))[0])  # augmented
+    draws = [_loader(small, r)._augmentation() for r in range(2)]
+    assert not torch.equal(draws[0][0], draws[1][0])  # the two processes' crops differ
+
+
+def test_evaluation_shards_read_every_image_once(small):
+    shards = [_loader(small, r, split="val") for r in range(2)]
+    assert [s.images for s in shards] == [7, 6]
+    labels = [torch.cat([y for _, y in s]) for s in shards]
+    assert torch.equal(torch.stack([labels[0][:6], labels[1]], 1).flatten(), small.val.labels[:12])
+    assert labels[0][6] == small.val.labels[12]
+
+
+def test_streamed_shards_equal_in_memory_shards(small, tmp_path):
+    data.write_folder(small, tmp_path)
+    memory = data.load("folder", tmp_path, in_memory=True, seed=2)
+    disk = data.load("folder", tmp_path, in_memory=False, seed=2)
+    assert not disk.in_memory
+    for rank in range(2):
+        a = _loader(memory, rank)
+        b = distributed.loader(disk, "train", 8, "cpu", Context(rank=rank, world_size=2), train=True, augment=True,
+                               seed=4, num_workers=0)
+        assert type(b).__name__ == "ShardedStreamLoader" and len(a) == len(b)
+        for loader in (a, b):
+            loader.set_epoch(2)
+        for (x, y), (u, v) in zip(a, b):
+            assert torch.equal(y, v) and torch.allclose(x, u)
+
+
+def test_reduce_means_alone_and_the_error_reporter():
+    assert distributed.reduce_means({"loss": 0.5, "acc": 0.25}, 8) == ({"loss": 0.5, "acc": 0.25}, 8.0)
+    assert distributed.reports_errors({})  # one process
+    assert distributed.reports_errors(FULL_ENV | {"LOCAL_RANK": "0"})  # first process of a machine
+    assert not distributed.reports_errors(FULL_ENV)  # LOCAL_RANK 1: its machine's first process speaks
+    assert distributed.reports_errors({"RANK": "1"})  # a broken launch: every process says so
+
+
+def test_learning_rate_is_scaled_only_on_request():
+    assert distributed.process_lr(0.01, 32, 4, scale=False) == 0.01
+    assert distributed.process_lr(0.01, 32, 4, scale=True) == pytest.approx(0.04)
+    assert distributed.process_lr(0.01, 32, 1, scale=True) == 0.01
+
+
+def test_prepare_refuses_a_checkpoint_of_another_world_size(tmp_path, monkeypatch):
+    for name in distributed.RENDEZVOUS + ("LOCAL_RANK",):
+        monkeypatch.delenv(name, raising=False)
+    tiny = data.load("shapes", n_train=64, n_val=0, n_test=8, seed=1)
+    train.fit(models.build("seed_cnn"), tiny, epochs=2, batch_size=32, device="cpu", checkpoint_dir=tmp_path,
+              stop_after=1, progress=False, log=lambda *a: None)
+    saved = checkpoint.load(tmp_path / "last.pt")
+    assert saved["world_size"] == 1
+    assert train.prepare(epochs=2, batch_size=32, device="cpu", checkpoint_dir=tmp_path, resume=True).saved
+    checkpoint.save(tmp_path / "last.pt", {**{k: v for k, v in saved.items() if k != "format"}, "world_size": 2})
+    with pytest.raises(LaunchError, match="written by a run with 2 processes but this run has 1"):
+        train.prepare(epochs=2, batch_size=32, device="cpu", checkpoint_dir=tmp_path, resume=True)
+    checkpoint.save(tmp_path / "last.pt", {k: v for k, v in saved.items() if k != "format"})
+    with pytest.raises(checkpoint.CheckpointError, match=r"scale_lr False -> True"):
+        train.prepare(epochs=2, batch_size=32, device="cpu", checkpoint_dir=tmp_path, resume=True, scale_lr=True)
