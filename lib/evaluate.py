@@ -1,4 +1,4 @@
-"""Scoring a network on a dataset split, and the command line `python -m lib.evaluate`.
+"""Scoring a network on a dataset split; its command line, `python -m lib.evaluate`, is in `lib.cli`.
 
 Two kinds of network are scored: an ImageNet-trained one from `lib.pretrained` (`--pretrained`) on
 an ImageNet-layout folder, with the network's own preprocessing; or a checkpoint written by
@@ -13,7 +13,6 @@ not the positions of the folders found, so that they match the network's outputs
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -101,173 +100,26 @@ def score_folder(net: pretrained.Pretrained, paths: list[str], labels: torch.Ten
     return torch.cat(scores), time.perf_counter() - started
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        self.exit(2, f"error: {message} (see python -m lib.evaluate --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m lib.evaluate", description="Score an ImageNet-trained network "
-                     "(--pretrained) or a checkpoint of python -m lib.train (--checkpoint) on a dataset split; "
-                     "write the metrics as JSON.")
-    add = parser.add_argument
-    add("--dataset", required=True, help=f"one of {', '.join(data.DATASETS)}; --pretrained needs imagenet or "
-        "folder (an ImageNet-layout folder <root>/<split>/<wnid>/<images>)")
-    add("--data-root", default=None, help="folder of a dataset read from disk")
-    add("--model", default="efficientnet_lite0", help="efficientnet_lite0 (ImageNet weights offline), a "
-        "torchvision name such as resnet50, or seed_cnn/small_resnet with --checkpoint")
-    add("--pretrained", action="store_true", help="use the network's ImageNet weights")
-    add("--checkpoint", default=None, help="a checkpoint file (last.pt) written by python -m lib.train")
-    add("--split", choices=SPLITS, default=None, help="split to score (default: val for --pretrained, where "
-        "ImageNet's val set is its test set; test for --checkpoint)")
-    add("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    add("--batch-size", type=int, default=64)
-    add("--num-workers", type=int, default=None, help="image decoding processes (default: one per CPU core, "
-        "at most 8; none for a folder that fits in one batch)")
-    add("--image-size", type=int, default=None, help="with --checkpoint: the image size it was trained at")
-    add("--seed", type=int, default=None, help="with --checkpoint: the seed of the data (default: the "
-        "checkpoint's)")
-    add("--n-train", type=int, default=10_000, help="with --checkpoint on shapes: as in training")
-    add("--n-val", type=int, default=2_000, help="with --checkpoint on shapes: as in training")
-    add("--n-test", type=int, default=2_000, help="with --checkpoint on shapes: as in training")
-    add("--val-fraction", type=float, default=0.1, help="with --checkpoint: as in training (it sets the "
-        "normalisation statistics where validation images are carved from train/)")
-    add("--metrics-out", default=None, help="write the metrics here as JSON")
-    add("--predictions-out", default=None, help="write each image's top-5 classes here as CSV")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (data.DatasetError, models.ModelError, pretrained.PretrainedError, checkpoint.CheckpointError,
-            results.ResultsError, ValueError) as error:
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
-
-
-def _check(args) -> None:
-    """Everything that can be checked before any work or any write."""
-    data.check_name(args.dataset)
-    if args.pretrained == (args.checkpoint is not None):
-        raise ValueError("give exactly one of --pretrained (the network's ImageNet weights) and --checkpoint FILE "
-                         "(a model trained with python -m lib.train)")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.num_workers is not None and args.num_workers < 0:
-        raise ValueError(f"--num-workers must be 0 or more, got {args.num_workers}")
-    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
-        raise data.DatasetError(f"data root {args.data_root} does not exist")
-    if args.pretrained:
-        if args.model in models.OWN_MODELS:
-            raise models.ModelError(f"{args.model} has no ImageNet weights; --pretrained is for efficientnet_lite0 "
-                                    "or torchvision's classifiers (score a trained one with --checkpoint)")
-        pretrained.check_name(args.model)
-        if args.dataset not in PRETRAINED_DATASETS:
-            hint = " (for Imagenette: --dataset folder --data-root its imagenette2-* folder)" \
-                if args.dataset == "imagenette" else ""
-            raise data.DatasetError(f"--pretrained scores ImageNet's 1000 classes, so it needs --dataset imagenet "
-                                    f"or folder with class folders named by wnid, not {args.dataset}{hint}")
-        if args.data_root is None:
-            raise data.DatasetError(f"--dataset {args.dataset} is read from disk: pass --data-root with its folder")
-    else:
-        if args.model != "efficientnet_lite0":
-            models.check_name(args.model)
-        data.check_arguments(args.dataset, args.data_root, image_size=args.image_size, seed=args.seed or 0,
-                             n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-                             val_fraction=args.val_fraction)
-    from lib.train import pick_device
-
-    pick_device(args.device)
-
-
-def _run(args) -> int:
-    _check(args)
-    from lib.train import pick_device
-
-    device = pick_device(args.device)
-    if args.pretrained:
-        split = args.split or "val"
-        folder = Path(args.data_root).expanduser() / split
-        wnids = pretrained.imagenet_wnids()
-        paths, labels, found = wnid_folder(folder, wnids)
-        net = pretrained.load(args.model, device)
-        print(f"{net}\nscoring {len(paths):,} images of {len(found)} classes in {folder}")
-        scores, seconds = score_folder(net, paths, labels, args.batch_size, args.num_workers)
-        names = [os.path.relpath(path, folder) for path in paths]
-        label_names = list(wnids)
-        record = run_record(
-            scores, labels, dataset=args.dataset, model=args.model, split=split, seconds=seconds, device=device,
-            parameters=models.count_parameters(net.model), image_size=net.crop, data={"data_root": args.data_root},
-            extra={"weights": "ImageNet (ILSVRC-2012)", "classes_present": len(found),
-                   "preprocessing": {"resize": net.resize, "crop": net.crop, "interpolation": net.interpolation,
-                                     "mean": list(net.mean), "std": list(net.std)}})
-    else:
-        split = args.split or "test"
-        model, dataset, saved, loading = _from_checkpoint(args, device)
-        print(f"{dataset}\nscoring the {split} split with {args.checkpoint}")
-        from lib.config import TrainConfig
-        from lib.train import predict
-
-        started = time.perf_counter()
-        scores, labels = predict(model, dataset, split, args.batch_size)
-        seconds = time.perf_counter() - started
-        names = [str(i) for i in range(len(labels))]
-        label_names = dataset.classes
-        record = run_record(
-            scores, labels, dataset=args.dataset, model=args.model, split=split, seconds=seconds, device=device,
-            parameters=models.count_parameters(model), image_size=dataset.image_size, data=loading,
-            train_size=len(dataset.train), val_size=len(dataset.val),
-            config=TrainConfig.from_dict(saved["config"]) if saved.get("config") else None,
-            history=list(saved.get("history", [])), extra={"weights": str(args.checkpoint)})
-    top5 = f", top-5 {record.top5_accuracy:.2%}" if record.top5_accuracy is not None else ""
-    print(f"{split} accuracy {record.test_accuracy:.2%}{top5} on {record.test_size:,} images, "
-          f"{record.images_per_second:,.1f} images/s on {device}")
-    if args.predictions_out:
-        write_predictions(args.predictions_out, names, labels, scores, label_names)
-        print(f"predictions written to {args.predictions_out}")
-    if args.metrics_out:
-        record.save(args.metrics_out)
-        print(f"metrics written to {args.metrics_out}")
-    return 0
-
-
-def _loading(args, seed: int) -> dict:
-    """The arguments of data.load that apply to this dataset (as lib.train records them)."""
-    used = {"data_root": args.data_root, "image_size": args.image_size, "seed": seed}
-    if args.dataset == "shapes":
-        used.update(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test)
-    elif args.dataset != "digits":
-        used["val_fraction"] = args.val_fraction
-    return used
-
-
-def _from_checkpoint(args, device):
-    """Load a lib.train checkpoint, the data it was trained on, and the model; fail if they do not fit."""
-    saved = checkpoint.load(args.checkpoint)
-    seed = args.seed if args.seed is not None else int(saved.get("config", {}).get("seed", 0))
-    loading = _loading(args, seed)
-    dataset = data.load(args.dataset, **{("root" if k == "data_root" else k): v for k, v in loading.items()})
-    if args.model == "efficientnet_lite0":
+def from_checkpoint(saved: dict, path, model_name: str, dataset_name: str, loading: dict, device):
+    """The model of a `lib.train` checkpoint (`saved`, read from `path`) with its weights, on `device`
+    and in eval mode, and the dataset it was trained on, loaded with `loading` (data.load's arguments,
+    as the training recorded them). Raises CheckpointError when the weights do not fit the model."""
+    dataset = data.load(dataset_name, **{("root" if k == "data_root" else k): v for k, v in loading.items()})
+    if model_name == "efficientnet_lite0":
         if dataset.channels != 3:
-            raise models.ModelError(f"efficientnet_lite0 takes RGB images; {args.dataset} has {dataset.channels} "
+            raise models.ModelError(f"efficientnet_lite0 takes RGB images; {dataset_name} has {dataset.channels} "
                                     "channel(s)")
         model = pretrained.EfficientNetLite(dataset.num_classes)
     else:
-        model = models.build(args.model, dataset.num_classes, dataset.channels, dataset.image_size, seed=None)
+        model = models.build(model_name, dataset.num_classes, dataset.channels, dataset.image_size, seed=None)
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError) as error:
         raise checkpoint.CheckpointError(
-            f"{args.checkpoint} does not fit {args.model} on {args.dataset} ({dataset.num_classes} classes, "
+            f"{path} does not fit {model_name} on {dataset_name} ({dataset.num_classes} classes, "
             f"{dataset.image_size}px): {str(error).strip().splitlines()[0]}; give the --model, --dataset and "
             "--image-size it was trained with") from None
-    return model.to(device).eval(), dataset, saved, loading
+    return model.to(device).eval(), dataset
 
 
 def write_predictions(path, names, labels, scores, label_names) -> None:
@@ -280,6 +132,13 @@ def write_predictions(path, names, labels, scores, label_names) -> None:
     for name, label, indices, values in zip(names, labels.tolist(), top.indices.tolist(), top.values.tolist()):
         writer.writerow([name, label_names[label], *[label_names[j] for j in indices], f"{values[0]:.6f}"])
     files.write_text(path, buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lib.evaluate` (the command line lives in `lib.cli`)."""
+    from lib import cli
+
+    return cli.evaluate_main(argv)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,20 @@ def test_few_shot_folder_fails_before_training_and_trains_without_validation(tmp
 def test_python_m_lib_run_still_starts():
     result = subprocess.run([sys.executable, "-m", "lib.run", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--grid" in result.stdout
+
+
+def test_train_and_evaluate_share_the_dataset_flags():
+    """`python -m lib.evaluate --checkpoint` takes the dataset flags the training took, from one owner."""
+    from lib import cli
+
+    def dataset_flags(parser):
+        group = next(g for g in parser._action_groups if g.title.startswith("data"))
+        return {a.dest: (a.default, a.type, a.help) for a in group._group_actions
+                if a.dest not in ("dataset", "model", "download", "seed")}
+
+    train_flags, evaluate_flags = dataset_flags(cli.train_parser()), dataset_flags(cli.evaluate_parser())
+    assert train_flags == evaluate_flags
+    assert set(train_flags) == {"data_root", "image_size", "n_train", "n_val", "n_test", "val_fraction"}
+    args = cli.evaluate_parser().parse_args(["--dataset", "shapes", "--checkpoint", "x.pt", "--n-train", "300"])
+    assert cli.data_arguments(args) == {"data_root": None, "image_size": None, "n_train": 300, "n_val": 2000,
+                                        "n_test": 2000}
