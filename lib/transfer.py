@@ -103,11 +103,22 @@ def fingerprint(split) -> str:
     return digest.hexdigest()[:16]
 
 
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's weights and buffers, so that a cache never mixes up two networks that
+    share a name (the ImageNet-trained one and a randomly initialised copy, say)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensor.detach().cpu().float().numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def embed(net: pretrained.Pretrained, data: data_lib.Dataset, split: str, *, size: int = 96,
           batch_size: int = 64, cache_dir: str | Path | None = None, log=print) -> tuple[np.ndarray, np.ndarray]:
     """Frozen embeddings of every image of `data`'s `split` (train, val or test): a float32 array
     (N, D) and the labels (N,). With `cache_dir`, they are read from / written atomically to a file
-    named by the network, `size`, the dataset, the split and a fingerprint of its content. Chapter 6.2."""
+    named by the network and a fingerprint of its weights, `size`, the dataset, the split and a fingerprint of
+    its content. Chapter 6.2."""
     size = check_size(size)
     if split not in ("train", "val", "test"):
         raise TransferError(f"split must be train, val or test, got {split!r}")
@@ -117,7 +128,7 @@ def embed(net: pretrained.Pretrained, data: data_lib.Dataset, split: str, *, siz
     labels = part.labels.cpu().numpy().astype(np.int64)
     path = None
     if cache_dir is not None:
-        key = f"{net.name}-{size}px-{data.name}-{split}-{fingerprint(part)}"
+        key = f"{net.name}-{weights_fingerprint(net.model)}-{size}px-{data.name}-{split}-{fingerprint(part)}"
         path = Path(cache_dir).expanduser() / f"{key}.npz"
         if path.is_file():
             with np.load(path) as saved:
@@ -241,20 +252,34 @@ def steps_to_epochs(n_train: int, batch_size: int, steps: int) -> int:
     return max(1, math.ceil(steps / math.ceil(n_train / batch_size)))
 
 
+def without_validation(data: data_lib.Dataset) -> data_lib.Dataset:
+    """`data` with an empty validation split (training and test untouched)."""
+    val = data.val
+    if isinstance(val, data_lib.TensorSplit):
+        empty = data_lib.TensorSplit(val.images[:0], val.labels[:0])
+    else:
+        empty = data_lib.FileSplit([], val.labels[:0], val.image_size)
+    return dataclasses.replace(data, val=empty, info={**data.info, "val": "not used"})
+
+
 def train_network(data: data_lib.Dataset, *, pretrained_weights: bool, size: int = 96, steps: int = 40,
-                  batch_size: int = 32, lr: float | None = None, seed: int = 0, log=print):
+                  batch_size: int = 32, lr: float | None = None, seed: int = 0, validate: bool = False,
+                  log=print):
     """Fine-tune (`pretrained_weights=True`) or train from scratch the same EfficientNet-Lite0 on
     `data.train` for about `steps` updates with `lib.train.fit` (AdamW, warm-up then linear decay, no
     augmentation); returns (model, FitResult). `lr` defaults to 1e-3 for fine-tuning and 3e-3 from
-    scratch. Chapter 6.2."""
+    scratch. The run has a fixed number of updates and chooses nothing on the validation split, so by
+    default it does not score it after every epoch (with one image per class that is most of the
+    cost); `validate=True` does, for the history's val_loss and val_acc. Chapter 6.2."""
     from lib import train
 
     model = network_for(data, size=size, pretrained_weights=pretrained_weights, seed=seed)
     batch = min(batch_size, len(data.train))
     epochs = steps_to_epochs(len(data.train), batch, steps)
     lr = lr if lr is not None else (1e-3 if pretrained_weights else 3e-3)
-    result = train.fit(model, data, epochs=epochs, batch_size=batch, lr=lr, augment=False, seed=seed,
-                       device="cpu", progress=False, log=log)
+    result = train.fit(model, data if validate else without_validation(data), epochs=epochs,
+                       batch_size=batch, lr=lr, augment=False, seed=seed, device="cpu", progress=False,
+                       log=log)
     return model, result
 
 

@@ -37,6 +37,23 @@ def test_the_cache_key_follows_the_content(shapes):
     assert transfer.fingerprint(shapes.val) == transfer.fingerprint(shapes.val)
 
 
+def test_the_cache_key_follows_the_weights(net, shapes, tmp_path):
+    """A randomly initialised copy of the network has the same name: it must not read the cached
+    embeddings of the ImageNet-trained one."""
+    import dataclasses
+
+    transfer.embed(net, shapes, "val", size=32, cache_dir=tmp_path, log=lambda *a: None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = pretrained.efficientnet_lite0(pretrained=False)
+    random_net = dataclasses.replace(net, model=model, classifier=model.classifier[-1])
+    assert random_net.name == net.name
+    assert transfer.weights_fingerprint(model) != transfer.weights_fingerprint(net.model)
+    features, _ = transfer.embed(random_net, shapes, "val", size=32, cache_dir=tmp_path, log=lambda *a: None)
+    reference, _ = transfer.embed(random_net, shapes, "val", size=32, cache_dir=None, log=lambda *a: None)
+    assert np.allclose(features, reference) and len(list(tmp_path.glob("*.npz"))) == 2
+
+
 def test_per_class_draws_are_balanced_and_nested():
     labels = np.repeat(np.arange(4), 10)
     five = transfer.per_class(labels, 5, seed=3)
@@ -82,6 +99,7 @@ def test_fine_tuning_keeps_imagenet_batch_norm_and_learns(shapes):
     assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert not torch.equal(body.features[0][0].weight, reference.features[0][0].weight)  # it trained
     assert len(result.history) == transfer.steps_to_epochs(40, 20, 4) == 2
+    assert all(row["val_acc"] is None for row in result.history)  # no wasted validation
     scratch = transfer.network_for(shapes, size=32, pretrained_weights=False)
     assert not torch.equal(scratch[1].features[0][0].weight, reference.features[0][0].weight)
 
