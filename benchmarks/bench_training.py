@@ -293,8 +293,11 @@ def main() -> None:
                   "(target <= 10%)")
 
     if "3" in args.sections:
-        print(f"\n3. CPU microseconds per batch on the CPU, median of {args.repeats}:")
+        print(f"\n3. CPU microseconds per batch, one thread on the CPU, median of {args.repeats}:")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # CPU time of each piece itself, without waiting threads
         parts = {batch_size: where_time_goes(ds, batch_size, args.repeats) for batch_size in args.batch_sizes}
+        torch.set_num_threads(threads)
         print(f"   {'':<32}" + "".join(f"{f'batch {b}':>12}" for b in parts))
         for name in parts[args.batch_sizes[0]]:
             print(f"   {name:<32}" + "".join(f"{parts[b][name]:>12,.0f}" for b in parts))

@@ -16,13 +16,16 @@ explains it:
 - `lib.results`     the typed record of a run's metrics file, with its provenance
 - `lib.params`      checking a notebook's papermill parameters
 - `lib.run`         running a chapter, or a sweep of it, with papermill
-- `lib.cli`         the command lines (`python -m lib.train`, `python -m lib.run`)
+- `lib.cli`         the command lines (`python -m lib.train`, `lib.evaluate`, `lib.run`), one group of
+                    dataset flags shared by training and scoring
 - `lib.book`        small helpers for the notebooks (glue that also works outside the book)
 - `lib.pretrained`  ImageNet-trained networks by name, with their preprocessing, 1000 classes and wnids
                     (EfficientNet-Lite0 offline)
 - `lib.photos`      real photos that ship offline (scikit-image, scikit-learn), with their class where certain
-- `lib.evaluate`    scoring a pretrained network or a checkpoint on a split (`python -m lib.evaluate`)
+- `lib.evaluate`    scoring a pretrained network or a checkpoint on a split
 - `lib.transfer`    frozen embeddings, linear probes and fine-tuning (transfer learning)
+- `lib.search`      image search: unit-length embeddings, exact cosine top-k, FAISS flat/IVF/HNSW indexes,
+                    recall@k, precision@k, near-duplicates (chapter 6.3)
 - `lib.scenes`      generated detection scenes with boxes (chapter 6.4)
 - `lib.coco`        reading and writing COCO-format detection data (chapter 6.4)
 - `lib.calibration` calibration error, reliability, temperature scaling, abstention (chapter 6.6)
