@@ -28,10 +28,13 @@ explains it:
                     recall@k, precision@k, near-duplicates (chapter 6.3)
 - `lib.scenes`      generated detection scenes with boxes (chapter 6.4)
 - `lib.coco`        reading and writing COCO-format detection data (chapter 6.4)
+- `lib.corruptions` common corruptions at five severities (ImageNet-C style), corruption error and mCE
+                    (chapter 6.5)
 - `lib.calibration` calibration error, reliability, temperature scaling, abstention (chapter 6.6)
 - `lib.imbalance`   rare-positive tasks, oversampling, costs and thresholds (chapter 6.6)
 - `lib.medical`     the MedMNIST datasets (chapter 6.6)
 - `lib.edge`        size, FLOPs, latency, int8 quantisation and ONNX export (chapter 6.7)
+- `lib.attacks`     adversarial examples: the fast gradient sign method (chapter 8)
 - `lib.fast`        a fast CIFAR-10 recipe, one switch per ingredient
 - `lib.distributed` who each torchrun process is, its shard of the data, and reductions across processes
 - `lib.student`     the student edition: the chapters without their solutions (`python -m lib.student`)
