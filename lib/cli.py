@@ -196,8 +196,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def check_evaluate_arguments(args) -> None:
-    """Everything `python -m lib.evaluate` can check before any work or any write, each by its owner."""
+def check_evaluate_arguments(args):
+    """Everything `python -m lib.evaluate` can check before any work or any write, each by its owner;
+    returns the device to score on (`lib.train.pick_device`, which also checks `--device`)."""
     from lib import data, evaluate, models, pretrained
     from lib.train import pick_device
 
@@ -229,7 +230,7 @@ def check_evaluate_arguments(args) -> None:
         data.check_arguments(args.dataset, args.data_root, image_size=args.image_size, seed=args.seed or 0,
                              n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
                              val_fraction=args.val_fraction)
-    pick_device(args.device)
+    return pick_device(args.device)
 
 
 def _evaluate(args) -> int:
@@ -238,10 +239,9 @@ def _evaluate(args) -> int:
 
     from lib import checkpoint, evaluate, models, pretrained
     from lib.config import TrainConfig
-    from lib.train import pick_device, predict
+    from lib.train import predict
 
-    check_evaluate_arguments(args)
-    device = pick_device(args.device)
+    device = check_evaluate_arguments(args)
     if args.pretrained:
         split = args.split or "val"
         folder = Path(args.data_root).expanduser() / split
