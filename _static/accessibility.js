@@ -7,3 +7,14 @@ document.addEventListener("DOMContentLoaded", () => {
     entry.setAttribute("role", "listitem");
   }
 });
+
+// The navigation sidebar: the theme opens and closes a chapter's sections with a <summary> that holds only
+// a chevron icon, so a screen reader announces an unnamed control. Each gets a name saying what it shows.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const toggle of document.querySelectorAll("summary")) {
+    if (toggle.textContent.trim() || toggle.hasAttribute("aria-label")) continue;
+    const link = toggle.closest("li")?.querySelector(":scope > a");
+    const what = link ? link.textContent.trim() : "this part";
+    toggle.setAttribute("aria-label", `Show or hide the sections of ${what}`);
+  }
+});

@@ -104,10 +104,16 @@ def store(path: Path, nb: nbformat.NotebookNode, outputs: list[list], seconds: f
 
 
 def prune() -> int:
-    """Remove cached notebooks executed with other inputs (or untagged); returns how many."""
+    """Remove cached notebooks executed with other inputs (or untagged); returns how many.
+
+    Also records the inputs before the build (for `stamp`), even when no cache exists yet: a first
+    `make book` fills the cache itself, and `make pdf` after it should reuse those outputs."""
+    current = fingerprint()
     if not cache_path().exists():
+        cache_path().mkdir(parents=True)
+        (cache_path() / "fingerprint-before-build").write_text(current)
         return 0
-    cache, current = _cache(), fingerprint()
+    cache = _cache()
     stale = [r.pk for r in cache.list_cache_records() if (r.data or {}).get(FINGERPRINT_KEY) != current]
     for pk in stale:
         cache.remove_cache(pk)

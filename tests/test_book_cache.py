@@ -61,6 +61,19 @@ def test_prune_drops_notebooks_run_with_other_inputs_and_stamp_tags_the_builds(c
     assert book_cache.stamp() == 0
 
 
+def test_a_first_build_without_a_cache_is_stamped(cache_dir, tmp_path, monkeypatch):
+    """`make book` on a fresh clone (no `make test` before it) fills the cache; what it executed is tagged,
+    so that `make pdf` afterwards reuses it instead of executing every chapter again."""
+    monkeypatch.setattr(book_cache, "fingerprint", lambda: "now")
+    assert not cache_dir.exists()
+    assert book_cache.prune() == 0
+    get_cache(str(cache_dir)).cache_notebook_file(str(_executed(tmp_path / "built.ipynb", "5")),
+                                                  check_validity=False)
+    assert book_cache.stamp() == 1
+    assert book_cache.prune() == 0
+    assert len(get_cache(str(cache_dir)).list_cache_records()) == 1
+
+
 def _executed(path, source):
     nbformat.write(notebook(source), path)
     return path
