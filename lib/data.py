@@ -699,11 +699,19 @@ class StreamLoader(_Batches):
                          split.image_size)
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
 
+    def _reader(self) -> torch.utils.data.DataLoader:
+        """The DataLoader that decodes this epoch's files in worker processes, in this loader's order
+        (lib.distributed's sharded loader replaces the order by its shard of it)."""
+        return self._decoding(shuffle=self.shuffle, generator=self._order())
+
+    def _decoding(self, **order) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            _FileDataset(self.split), batch_size=self.batch_size, drop_last=self.drop_last,
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
+            **order)
+
     def __iter__(self):
-        loader = torch.utils.data.DataLoader(
-            _FileDataset(self.split), batch_size=self.batch_size, shuffle=self.shuffle,
-            drop_last=self.drop_last, num_workers=self.num_workers, generator=self._order(),
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        loader = self._reader()
         choices = self._augmentation()
         start = 0
         for x, y in loader:

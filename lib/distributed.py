@@ -293,18 +293,10 @@ class ShardedStreamLoader(_Shard, data_lib.StreamLoader):
         super().__init__(split, batch_size, device, mean, std, **options)
         self._shard_setup(context, pad)
 
-    def __iter__(self):
+    def _reader(self):
         sampler = ShardSampler(len(self.split), self.context, shuffle=self.shuffle, seed=self.seed, pad=self.pad)
         sampler.set_epoch(self.epoch)
-        loader = torch.utils.data.DataLoader(
-            data_lib._FileDataset(self.split), batch_size=self.batch_size, sampler=sampler,
-            drop_last=self.drop_last, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False)
-        choices = self._augmentation()
-        start = 0
-        for x, y in loader:
-            yield self._finish(x.to(self.device, non_blocking=True), choices, start), y.to(self.device, non_blocking=True)
-            start += len(y)
+        return self._decoding(sampler=sampler)
 
 
 def loader(data: data_lib.Dataset, split: str, batch_size: int, device, context: Context, *, train: bool = False,
