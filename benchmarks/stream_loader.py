@@ -24,6 +24,7 @@ torchvision.io.decode_jpeg on the CPU. The archive is extracted to a temporary f
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import sys
@@ -54,6 +55,9 @@ def time_loader(dataset: data.Dataset, workers: int, batches: int, batch_size: i
     """Images per second (wall, CPU) of `batches` training batches after one warm-up batch."""
     loader = data.StreamLoader(dataset.train, batch_size, "cpu", dataset.mean, dataset.std, shuffle=True,
                                augment=True, drop_last=True, seed=0, num_workers=workers)
+    if len(loader) < batches + 1:
+        raise SystemExit(f"error: {len(dataset.train)} training images make {len(loader)} batches of {batch_size}, "
+                         f"fewer than the {batches} timed after a warm-up one: lower --batches or --batch-size")
     loader.set_epoch(0)
     iterator = iter(loader)
     next(iterator)  # starts the workers and fills their queues
@@ -142,7 +146,10 @@ def main(argv=None) -> int:
             with tarfile.open(archive) as tar:
                 tar.extractall(work, filter="data")
             root = Path(work)
-        photo = make_photo_sized(root, Path(work) / "photo", per_class=200)
+        # enough photo-sized training images for the warm-up batch and `batches` more, after the
+        # reader holds 10% of every class out for validation
+        per_class = math.ceil((args.batches + 1) * args.batch_size / 0.9 / 10) + 1
+        photo = make_photo_sized(root, Path(work) / "photo", per_class=per_class)
         for form, folder in (("cifar10_224", root), ("photo_500x375", photo)):
             dataset = data.load("cifar10", folder, image_size=SIZE, in_memory=False)
             print(f"{form}: {dataset}", flush=True)

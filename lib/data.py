@@ -458,7 +458,7 @@ def read_image(path: str, size: int) -> np.ndarray:
                 image = image.resize(new, Image.BILINEAR)
                 left, top = (new[0] - size) // 2, (new[1] - size) // 2
                 image = image.crop((left, top, left + size, top + size))
-            array = np.asarray(image, dtype=np.uint8)
+            array = np.array(image, dtype=np.uint8)  # a writable copy (asarray's is read-only)
     except Exception as error:  # PIL raises several types for damaged files
         raise DatasetError(f"cannot read image {path}: {error}; the file is damaged: replace or delete it") from None
     return array.transpose(2, 0, 1)

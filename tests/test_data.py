@@ -331,3 +331,13 @@ def test_imagenette_classes_are_the_readme_names():
     assert list(names) == list(data.IMAGENETTE_WNIDS) == sorted(data.IMAGENETTE_WNIDS)
     assert list(names.values()) == ["tench", "English springer", "cassette player", "chain saw", "church",
                                     "French horn", "garbage truck", "gas pump", "golf ball", "parachute"]
+
+
+@pytest.mark.parametrize("file_size", [(16, 16), (30, 20)])
+def test_read_image_returns_a_writable_array(tmp_path, file_size):
+    """A read-only array makes torch.from_numpy warn in every streamed run (the DataLoader workers)."""
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", file_size, (10, 120, 200)).save(path)
+    array = data.read_image(str(path), 16)
+    assert array.shape == (3, 16, 16) and array.dtype == np.uint8
+    assert array.flags.writeable
