@@ -108,15 +108,14 @@ def prune() -> int:
 
     Also records the inputs before the build (for `stamp`), even when no cache exists yet: a first
     `make book` fills the cache itself, and `make pdf` after it should reuse those outputs."""
-    current = fingerprint()
-    if not cache_path().exists():
+    current, stale = fingerprint(), []
+    if cache_path().exists():
+        cache = _cache()
+        stale = [r.pk for r in cache.list_cache_records() if (r.data or {}).get(FINGERPRINT_KEY) != current]
+        for pk in stale:
+            cache.remove_cache(pk)
+    else:
         cache_path().mkdir(parents=True)
-        (cache_path() / "fingerprint-before-build").write_text(current)
-        return 0
-    cache = _cache()
-    stale = [r.pk for r in cache.list_cache_records() if (r.data or {}).get(FINGERPRINT_KEY) != current]
-    for pk in stale:
-        cache.remove_cache(pk)
     (cache_path() / "fingerprint-before-build").write_text(current)
     return len(stale)
 
