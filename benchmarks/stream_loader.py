@@ -43,6 +43,7 @@ from lib import data, files, results  # noqa: E402
 DEFAULT_ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DEFAULT_OUT = HERE.parent / "chapters" / "results" / "streaming" / "stream_loader.json"
 SIZE = 224
+VAL_FRACTION = 0.1  # of each training class held out by the reader (the photo form is sized for it)
 
 
 def cpu_seconds() -> float:
@@ -147,11 +148,11 @@ def main(argv=None) -> int:
                 tar.extractall(work, filter="data")
             root = Path(work)
         # enough photo-sized training images for the warm-up batch and `batches` more, after the
-        # reader holds 10% of every class out for validation
-        per_class = math.ceil((args.batches + 1) * args.batch_size / 0.9 / 10) + 1
+        # reader holds VAL_FRACTION of every class out for validation
+        per_class = math.ceil((args.batches + 1) * args.batch_size / (1 - VAL_FRACTION) / 10) + 1
         photo = make_photo_sized(root, Path(work) / "photo", per_class=per_class)
         for form, folder in (("cifar10_224", root), ("photo_500x375", photo)):
-            dataset = data.load("cifar10", folder, image_size=SIZE, in_memory=False)
+            dataset = data.load("cifar10", folder, image_size=SIZE, in_memory=False, val_fraction=VAL_FRACTION)
             print(f"{form}: {dataset}", flush=True)
             entry = {"train_images": len(dataset.train), "decoders": time_decoders(dataset.train.paths, 200),
                      "loader": []}
