@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lib.config import TrainConfig
 
-DATASET_FLAGS = ("data_root", "image_size", "n_train", "n_val", "n_test", "val_fraction", "download")
+DATASET_FLAGS = ("data_root", "image_size", "n_train", "n_val", "n_test", "difficulty", "val_fraction", "download")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +42,8 @@ def add_data_arguments(group, *, required: bool = False) -> None:
     add("--n-train", type=int, default=10_000, help="training images to generate (shapes only)")
     add("--n-val", type=int, default=2_000, help="validation images to generate (shapes only; 0: no validation)")
     add("--n-test", type=int, default=2_000, help="test images to generate (shapes only)")
+    add("--difficulty", default="standard", help="how hard the generated images are: standard or easy (shapes "
+        "only; lib.shapes.DIFFICULTIES)")
     add("--val-fraction", type=float, default=0.1, help="share of train/ held out for validation where a "
         "dataset has no validation split (0: no validation)")
 
@@ -50,7 +52,7 @@ def data_arguments(args) -> dict:
     """How the dataset was loaded, for the metrics record: the dataset flags that apply to it."""
     used = {"data_root": args.data_root, "image_size": args.image_size}
     if args.dataset == "shapes":
-        used.update(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test)
+        used.update(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, difficulty=args.difficulty)
     elif args.dataset != "digits":
         used["val_fraction"] = args.val_fraction
     return used
@@ -228,7 +230,7 @@ def check_evaluate_arguments(args):
         if args.model != "efficientnet_lite0":
             models.check_name(args.model)
         data.check_arguments(args.dataset, args.data_root, image_size=args.image_size, seed=args.seed or 0,
-                             n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                             n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, difficulty=args.difficulty,
                              val_fraction=args.val_fraction)
     return pick_device(args.device)
 

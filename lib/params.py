@@ -86,7 +86,7 @@ def check(namespace: dict, defaults: dict | None = None, choices: dict | None = 
     must have its default's type. The values' rules belong to their owners, which it then asks:
     the training settings (`epochs`, `batch_size`, `lr`, `seed`, `device`, ... any field of
     `lib.config.TrainConfig`) build a TrainConfig that checks itself; the dataset's (`dataset`,
-    `data_root`, `image_size`, `n_train`, `n_val`, `n_test`, `val_fraction`) go to
+    `data_root`, `image_size`, `n_train`, `n_val`, `n_test`, `difficulty`, `val_fraction`) go to
     `lib.data.check_arguments`, the rules of `lib.data.load`; `model` to `lib.models.check_name`.
     A chapter's own parameters take its own rules: `choices` (allowed values per name) and
     `minimum` (smallest allowed value per name), which may also narrow a standard parameter.
@@ -132,7 +132,8 @@ def _check_chapter_rules(values: dict, choices: dict, minimum: dict) -> None:
 
 # Notebook parameter names that are arguments of lib.data.load (and the argument each one is).
 DATASET_PARAMETERS = {"dataset": "name", "data_root": "root", "image_size": "image_size", "n_train": "n_train",
-                      "n_val": "n_val", "n_test": "n_test", "val_fraction": "val_fraction", "download": "download"}
+                      "n_val": "n_val", "n_test": "n_test", "difficulty": "difficulty", "val_fraction": "val_fraction",
+                      "download": "download"}
 
 
 def _check_with_owners(values: dict) -> None:

@@ -121,7 +121,9 @@ def test_train_and_evaluate_share_the_dataset_flags():
 
     train_flags, evaluate_flags = dataset_flags(cli.train_parser()), dataset_flags(cli.evaluate_parser())
     assert train_flags == evaluate_flags
-    assert set(train_flags) == {"data_root", "image_size", "n_train", "n_val", "n_test", "val_fraction"}
-    args = cli.evaluate_parser().parse_args(["--dataset", "shapes", "--checkpoint", "x.pt", "--n-train", "300"])
+    assert set(train_flags) == {"data_root", "image_size", "n_train", "n_val", "n_test", "difficulty",
+                                "val_fraction"}
+    args = cli.evaluate_parser().parse_args(["--dataset", "shapes", "--checkpoint", "x.pt", "--n-train", "300",
+                                             "--difficulty", "easy"])
     assert cli.data_arguments(args) == {"data_root": None, "image_size": None, "n_train": 300, "n_val": 2000,
-                                        "n_test": 2000}
+                                        "n_test": 2000, "difficulty": "easy"}

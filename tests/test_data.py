@@ -229,6 +229,24 @@ def test_shapes_without_validation():
     assert len(ds.val) == 0 and ds.val.images.shape == (0, 3, 32, 32) and ds.info["val"] == "none (n_val=0)"
 
 
+def test_shapes_difficulty_is_named_recorded_and_changes_the_images():
+    standard = data.load("shapes", n_train=60, n_val=0, n_test=10)
+    easy = data.load("shapes", n_train=60, n_val=0, n_test=10, difficulty="easy")
+    assert torch.equal(standard.train.labels, easy.train.labels)  # same classes, other images
+    assert not torch.equal(standard.train.images, easy.train.images)
+    assert easy.info["difficulty"] == "easy" and "'shapes' (easy)" in repr(easy)
+    assert "easy" not in repr(standard)
+    # the easy images have less noise: neighbouring pixels of the background differ less
+    rough = [(d.train.images[:, :, :, 1:].float() - d.train.images[:, :, :, :-1].float()).abs().median()
+             for d in (standard, easy)]
+    assert rough[1] < rough[0]
+
+
+def test_difficulty_is_checked_before_any_work():
+    with pytest.raises(data.DatasetError, match="unknown difficulty 'hard'; choose one of: standard, easy"):
+        data.load("digits", difficulty="hard")  # checked for every dataset, used by shapes only
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"n_train": 0}, "n_train must be a whole number of at least 1, got 0"),
     ({"n_val": -1}, "n_val must be a whole number of at least 0, got -1"),

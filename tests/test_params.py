@@ -76,7 +76,8 @@ def test_non_literal_default_is_refused():
     ("n_train", 1, "--n-train"), ("n_train", 0, "--n-train"), ("n_val", 0, "--n-val"), ("n_test", 0, "--n-test"),
     ("image_size", 8, "--image-size"), ("image_size", 7, "--image-size"), ("momentum", 0.95, "--momentum"),
     ("momentum", 1.5, "--momentum"), ("seed", -1, "--seed"), ("epochs", 1, "--epochs"), ("warmup", 1.0, "--warmup"),
-    ("val_fraction", 0.0, "--val-fraction"), ("batch_size", 0, "--batch-size"),
+    ("val_fraction", 0.0, "--val-fraction"), ("batch_size", 0, "--batch-size"), ("difficulty", "easy", "--difficulty"),
+    ("difficulty", "hard", "--difficulty"),
 ])
 def test_a_notebook_and_the_command_line_accept_the_same_values(name, value, flag):
     """One owner per rule: lib.params and python -m lib.train ask the same checks."""
@@ -94,7 +95,7 @@ def test_a_notebook_and_the_command_line_accept_the_same_values(name, value, fla
         command_line_ok = False
     assert notebook_ok == command_line_ok
     assert notebook_ok == ((name, value) in {("n_train", 1), ("n_val", 0), ("image_size", 8), ("momentum", 0.95),
-                                             ("epochs", 1), ("val_fraction", 0.0)})
+                                             ("epochs", 1), ("val_fraction", 0.0), ("difficulty", "easy")})
 
 
 def test_checking_training_parameters_does_not_import_torch():
