@@ -2,7 +2,7 @@
 
     python benchmarks/fast_cifar10.py [--archive ../shared/data/cifar10-jpeg.tar.gz | --data-root DIR]
         [--out chapters/results/cifar10/fast/cifar10_fast_recipe.json] [--threads N]
-        [--parts full,ablation,airbench] [--ablation-widths 32,64,64] [--ablation-seeds 0,1]
+        [--parts full,ablation,precision,airbench] [--ablation-widths 32,64,64] [--ablation-seeds 0,1]
 
 1. full: lib.fast's recipe as published (airbench94's settings, 9.9 epochs) trained on all 50,000
    training images (train + val of lib.data's split, as airbench does), scored on the 10,000 test
@@ -10,7 +10,9 @@
 2. ablation: the recipe on a narrower network (`--ablation-widths`, about a tenth of the work) with
    each ingredient of lib.fast.INGREDIENTS removed in turn, for each seed; the full small recipe with
    the same seeds is the reference.
-3. airbench: the `airbench` package's airbench94 on the same images, side by side, where it can run
+3. precision: the narrow recipe of the ablation once in float32 (first ablation seed), to set beside
+   its bfloat16 row: what 16-bit arithmetic costs in accuracy there.
+4. airbench: the `airbench` package's airbench94 on the same images, side by side, where it can run
    (a CUDA GPU); otherwise the reason is recorded.
 
 The record is written after every run (atomically), and runs already in it with the same settings
@@ -86,7 +88,19 @@ def machine() -> dict:
     info = results.provenance("cpu" if not torch.cuda.is_available() else "cuda")
     info["cpu_count"] = os.cpu_count()
     info["nice"] = os.nice(0)
+    info["cpu_bfloat16_features"] = cpu_bfloat16_features()
     return info
+
+
+def cpu_bfloat16_features() -> list[str] | None:
+    """The CPU's bfloat16 instruction sets (Intel AMX and AVX-512 BF16) as Linux reports them; None
+    where /proc/cpuinfo cannot be read (another system)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return sorted({"amx_bf16", "avx512_bf16"} & set(flags))
 
 
 def run_row(result: fast.FastResult, seed: int, load_before: float) -> dict:
@@ -114,7 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="an extracted CIFAR-10 (instead of --archive)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--parts", default="full,ablation,airbench")
+    parser.add_argument("--parts", default="full,ablation,precision,airbench")
     parser.add_argument("--seed", type=int, default=0, help="seed of the full run")
     parser.add_argument("--ablation-widths", default="32,64,64")
     parser.add_argument("--ablation-seeds", default="0,1")
@@ -128,9 +142,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     parts = [p for p in args.parts.split(",") if p]
-    bad = sorted(set(parts) - {"full", "ablation", "airbench"})
+    bad = sorted(set(parts) - {"full", "ablation", "precision", "airbench"})
     if bad:
-        parser.error(f"unknown part(s) {bad}; choose from full, ablation, airbench")
+        parser.error(f"unknown part(s) {bad}; choose from full, ablation, precision, airbench")
     if args.archive is not None and args.data_root is not None:
         parser.error("give --archive or --data-root, not both")
     archive = args.archive or (None if args.data_root else DEFAULT_ARCHIVE)
@@ -201,6 +215,26 @@ def main(argv=None) -> int:
                                         splits=("train",), amp=amp)
                     section["rows"].append({"removed": removed, **run_row(result, seed, load)})
                     save(args.out, record, ["ablation"])
+
+        if "precision" in parts:
+            # The narrow recipe of the ablation once more, in float32, with the first ablation seed:
+            # set beside that seed's whole-recipe row (bfloat16 with --amp), it shows what 16-bit
+            # arithmetic costs in accuracy on this setting.
+            recipe = fast.make_recipe(small)
+            subset = subset_of(cifar, args.ablation_train_size)
+            settings = {"recipe": json.loads(json.dumps(recipe)), "train_size": len(subset.train),
+                        "seed": seeds[0]}
+            done = record.get("precision")
+            if done and all(done.get(k) == v for k, v in settings.items()):
+                print("float32 run already recorded; skipping", flush=True)
+            else:
+                print(f"== precision: the narrow recipe in float32, seed {seeds[0]}", flush=True)
+                load = os.getloadavg()[0]
+                result = fast.train(subset, recipe, seed=seeds[0], device=args.device, splits=("train",),
+                                    amp=False)
+                record["precision"] = {**settings, "float32": run_row(result, seeds[0], load), "command": command,
+                                       "machine": machine()}
+                save(args.out, record, ["precision"])
 
         if "airbench" in parts:
             reason = airbench_compare.cannot_run()

@@ -35,7 +35,8 @@ from lib.seeds import Stream
 # over 1,000 runs on the original CIFAR-10 (all 50,000 training images, 9.9 epochs, 3.83 s on one
 # A100). The course did not tune them (tuning on the test set is what a record chase does; we only
 # copy the result). What they reach here, on the JPEG re-encoding of CIFAR-10 and on a CPU, is
-# measured by benchmarks/fast_cifar10.py and recorded in chapters/results/cifar10/fast_recipe.json.
+# measured by benchmarks/fast_cifar10.py and recorded in
+# chapters/results/cifar10/fast/cifar10_fast_recipe.json.
 # The switches below the line turn single ingredients off for the ablation (`INGREDIENTS`).
 
 RECIPE: dict = {
