@@ -207,6 +207,14 @@ def patch_whitening(images: torch.Tensor, patch: int, eps: float) -> torch.Tenso
     return torch.cat([filters, -filters]).float()
 
 
+def whitening_sample(n_images: int, count: int, seed: int) -> torch.Tensor:
+    """Indices of `count` training images (all, if fewer) drawn at random, fixed by `seed`, whose
+    patches estimate the whitening filters. Drawn, not the first ones: a training set read from
+    class folders is sorted by class, and its first images would all be of one class."""
+    order = torch.randperm(n_images, generator=seeds.generator(seed, 0, Stream.SAMPLE))
+    return order[:count].sort().values
+
+
 def whiten_init(net: nn.Sequential, images: torch.Tensor, recipe: dict | None = None) -> None:
     """Set the first layer's weights to the patch-whitening filters of `images` (float, normalised)
     and freeze them; its bias stays trainable for `whiten_bias_epochs`. Chapter 5."""
@@ -434,7 +442,8 @@ def train(data: data_lib.Dataset, recipe: dict | None = None, *, seed: int = 0, 
     started = time.perf_counter()
     net = fast_net(data.num_classes, data.channels, r, seed=seed).to(dev)
     if r["whiten"]:
-        whiten_init(net, normalize(images[:r["whiten_images"]]), r)
+        sample = whitening_sample(len(labels), r["whiten_images"], seed).to(dev)
+        whiten_init(net, normalize(images.index_select(0, sample)), r)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(net, r)

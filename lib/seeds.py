@@ -20,6 +20,7 @@ class Stream(enum.IntEnum):
     SHUFFLE = 0  # the order of the training images (lib.data's loaders)
     AUGMENT = 1  # the crops and flips of the training images (lib.data's loaders)
     DROPOUT = 2  # torch's global generator while training: dropout and anything else that draws (lib.train)
+    SAMPLE = 3  # a sample of the training images drawn once, before training (lib.fast's whitening)
 
 
 def seed_for(seed: int, epoch: int, stream: Stream) -> int:

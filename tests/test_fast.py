@@ -182,3 +182,15 @@ def test_ablation_rows(shapes):
     assert rows[0]["test_accuracy_plain"] == rows[1]["test_accuracy_plain"]  # same training, other evaluation
     with pytest.raises(RecipeError, match="unknown ingredient"):
         fast.ablate(shapes, TINY, ingredients=["magic"])
+
+
+def test_whitening_sample_is_drawn_from_every_class_not_the_first_images():
+    """A training set read from class folders is sorted by class: the whitening estimate must not
+    take its first images (all of one class), and the draw is fixed by the seed."""
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, as a folder dataset is
+    sample = fast.whitening_sample(len(labels), 50, seed=0)
+    assert len(sample) == 50 and len(set(sample.tolist())) == 50
+    assert len(set(labels[sample].tolist())) >= 8
+    assert torch.equal(sample, fast.whitening_sample(len(labels), 50, seed=0))
+    assert not torch.equal(sample, fast.whitening_sample(len(labels), 50, seed=1))
+    assert torch.equal(fast.whitening_sample(30, 50, seed=0), torch.arange(30))  # fewer: all of them
