@@ -102,32 +102,38 @@ class GrayToRGB(nn.Module):
 
 
 def build(name: str, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-          pretrained: bool = False, seed: int | None = 0) -> nn.Module:
+          pretrained: bool = False, seed: int | None = 0, widths: tuple[int, ...] | None = None) -> nn.Module:
     """A model by name, checked to run on (in_channels, image_size, image_size) inputs.
 
     `seed_cnn` and `small_resnet` are the course's own; any name from `torchvision_classifiers()`
     builds that architecture without weights, or with its ImageNet weights when `pretrained=True`
     (a download, so it needs internet; the classifier is then replaced for `num_classes`).
     `seed` fixes the initial weights without touching the global random state (None: don't fix).
+    `widths` sets small_resnet's channels per stage (its default otherwise; other models refuse it).
     """
+    if widths is not None and name != "small_resnet":
+        raise ModelError(f"widths applies to small_resnet only, not to {name}")
     if seed is None:
-        return _build(name, num_classes, in_channels, image_size, pretrained)
+        return _build(name, num_classes, in_channels, image_size, pretrained, widths)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(name, num_classes, in_channels, image_size, pretrained)
+        return _build(name, num_classes, in_channels, image_size, pretrained, widths)
 
 
-def for_dataset(name: str, data, *, seed: int | None = 0, pretrained: bool = False) -> nn.Module:
+def for_dataset(name: str, data, *, seed: int | None = 0, pretrained: bool = False,
+                widths: tuple[int, ...] | None = None) -> nn.Module:
     """`build(name, ...)` with the number of classes, channels and image size of `data` (a
     `lib.data.Dataset`). Chapter 0 builds its first model with it."""
-    return build(name, data.num_classes, data.channels, data.image_size, pretrained=pretrained, seed=seed)
+    return build(name, data.num_classes, data.channels, data.image_size, pretrained=pretrained, seed=seed,
+                 widths=widths)
 
 
-def _build(name, num_classes, in_channels, image_size, pretrained) -> nn.Module:
+def _build(name, num_classes, in_channels, image_size, pretrained, widths=None) -> nn.Module:
     if name == "seed_cnn":
         model = seed_cnn(in_channels, num_classes, image_size)
     elif name == "small_resnet":
-        model = small_resnet(in_channels, num_classes)
+        shape = {} if widths is None else {"widths": tuple(widths)}
+        model = small_resnet(in_channels, num_classes, **shape)
     else:
         model = _torchvision_model(name, num_classes, pretrained)
         if in_channels == 1:

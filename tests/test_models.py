@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lib import models
+from lib import data, models
 
 
 def test_seed_cnn_shapes_and_parameters():
@@ -68,3 +68,15 @@ def test_replace_classifier():
     models.replace_classifier(net, 5)
     net.eval()
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_small_resnet_widths_through_build():
+    """Chapter 5 and its benchmark build a narrower small_resnet, seeded, through for_dataset."""
+    ds = data.load("shapes", n_train=20, n_val=0, n_test=10)
+    net = models.for_dataset("small_resnet", ds, seed=3, widths=[8, 16, 32])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        by_hand = models.small_resnet(ds.channels, ds.num_classes, widths=(8, 16, 32))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), by_hand.state_dict().values()))
+    with pytest.raises(models.ModelError, match="widths applies to small_resnet only"):
+        models.for_dataset("seed_cnn", ds, widths=(8, 16, 32))
