@@ -193,9 +193,12 @@ def main(argv=None) -> int:
                                   "command": command, "machine": machine()}
                 save(args.out, record, ["full"])
 
-        if "ablation" in parts:
-            recipe = fast.make_recipe(small)
+        if "ablation" in parts or "precision" in parts:  # both train the narrow recipe on one subset
+            small_recipe = fast.make_recipe(small)
             subset = subset_of(cifar, args.ablation_train_size)
+
+        if "ablation" in parts:
+            recipe = small_recipe
             section = record.get("ablation")
             settings = {"recipe": json.loads(json.dumps(recipe)), "amp": bool(amp or torch.cuda.is_available()),
                         "train_size": len(subset.train)}
@@ -220,8 +223,7 @@ def main(argv=None) -> int:
             # The narrow recipe of the ablation once more, in float32, with the first ablation seed:
             # set beside that seed's whole-recipe row (bfloat16 with --amp), it shows what 16-bit
             # arithmetic costs in accuracy on this setting.
-            recipe = fast.make_recipe(small)
-            subset = subset_of(cifar, args.ablation_train_size)
+            recipe = small_recipe
             settings = {"recipe": json.loads(json.dumps(recipe)), "train_size": len(subset.train),
                         "seed": seeds[0]}
             done = record.get("precision")
